@@ -1,0 +1,1 @@
+"""The query API that the CLI and UI use (app.py)."""

@@ -1,0 +1,101 @@
+"""The whole of ferry's configuration as typed models; every default is set here and only here.
+
+Unknown keys are errors (extra="forbid"), so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BusConfig(_Section):
+    url: str | None = Field(None, description="External NATS JetStream URL; unset = ferry runs its own nats-server.")
+    port: int = Field(14222, description="Client port of the private nats-server (kept below 32768).")
+    monitor_port: int = Field(18222, description="HTTP monitoring port of the private nats-server.")
+    max_bytes_per_topic: int = Field(2 * 1024**3, description="Bytes a topic may hold before publishes are refused (backpressure).")
+    max_payload: int = Field(8 * 1024**2, description="Largest bus message (one batch), bytes.")
+    duplicate_window_s: float = Field(600.0, description="Batch-id dedupe window of every topic, seconds.")
+    replicas: int = Field(1, description="Stream replicas (3 on a cluster).")
+
+
+class OtlpGrpcConfig(_Section):
+    enabled: bool = True
+    port: int = 4317
+
+
+class OtlpHttpConfig(_Section):
+    enabled: bool = True
+    port: int = 4318
+    max_request_bytes: int = Field(16 * 1024**2, description="Larger requests get 413 (after decompression too).")
+
+
+class OtlpConfig(_Section):
+    grpc: OtlpGrpcConfig = OtlpGrpcConfig()
+    http: OtlpHttpConfig = OtlpHttpConfig()
+
+
+class SyslogConfig(_Section):
+    enabled: bool = True
+    udp_port: int = 5514
+    tcp_port: int = 5514
+    max_message_bytes: int = Field(64 * 1024, description="Longer messages are truncated and counted.")
+    batch_lines: int = Field(5000, description="Lines per bus batch.")
+    batch_wait_s: float = Field(0.2, description="Longest a line waits for its batch to fill.")
+
+
+class ReceiversConfig(_Section):
+    otlp: OtlpConfig = OtlpConfig()
+    syslog: SyslogConfig = SyslogConfig()
+    max_inflight_requests: int = Field(64, description="Concurrent OTLP requests; more wait (bounds memory).")
+
+
+class RetentionConfig(_Section):
+    logs_days: int = Field(7, description="0 keeps forever.")
+    traces_days: int = 7
+    metrics_days: int = 30
+
+
+class StoreConfig(_Section):
+    url: str | None = Field(None, description="ClickHouse server URL; unset = embedded chDB in the data dir.")
+    retention: RetentionConfig = RetentionConfig()
+    max_memory_bytes: int = Field(4 * 1024**3, description="chDB memory cap for queries and merges.")
+
+
+class WriterConfig(_Section):
+    max_rows: int = Field(100_000, description="Rows per store insert.")
+    max_wait_s: float = Field(1.0, description="Longest a batch waits before an insert.")
+    retries: int = Field(4, description="Insert attempts before a batch is spooled to disk.")
+    backoff_s: float = Field(0.25, description="First retry delay; doubles each attempt.")
+    spool_retry_s: float = Field(5.0, description="How often the spool worker tries to resubmit.")
+
+
+class ParserConfig(_Section):
+    workers: int = Field(1, ge=1, description="Parser processes in the consumer group.")
+
+
+class BackpressureConfig(_Section):
+    max_pending_batches: int = Field(2000, description="Unwritten batches on *_commit topics before receivers refuse.")
+    retry_after_s: int = Field(2, description="Retry-After sent with 429 / RESOURCE_EXHAUSTED.")
+
+
+class ApiConfig(_Section):
+    port: int = 8686
+
+
+class FerryConfig(_Section):
+    data_dir: Path = Field(Path("./ferry-data"), description="Where the bus and the store keep data.")
+    listen: str = Field("127.0.0.1", description="Address every receiver and the API bind to.")
+    tenant: str = Field("default", description="Tenant stamped on data that names none.")
+    bus: BusConfig = BusConfig()
+    receivers: ReceiversConfig = ReceiversConfig()
+    parser: ParserConfig = ParserConfig()
+    writer: WriterConfig = WriterConfig()
+    store: StoreConfig = StoreConfig()
+    api: ApiConfig = ApiConfig()
+    backpressure: BackpressureConfig = BackpressureConfig()

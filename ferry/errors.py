@@ -1,0 +1,55 @@
+"""ferry's error kinds: one type per kind of failure, each mapped to a status in receivers/_status.py.
+
+    FerryError
+    ├── ConfigError          the configuration is wrong; names the key (and line) at fault
+    ├── DataDirInUse         another ferry process owns the data directory
+    ├── RetryableError       the bus or store is unavailable or full: back off, retry, spool
+    │   └── Backpressure     ferry is over a bound; the client should retry after `retry_after` s
+    └── PermanentError       the same input will fail again
+        ├── BadRequest       a whole request is malformed (HTTP 400 / gRPC INVALID_ARGUMENT)
+        ├── TooLarge         a request exceeds the size limit (HTTP 413)
+        └── BadRecord        one record is bad: it is refused and counted, the rest of its batch lands
+"""
+
+from __future__ import annotations
+
+
+class FerryError(Exception):
+    """Base of every error ferry raises on purpose."""
+
+
+class ConfigError(FerryError):
+    """The configuration is invalid; the message lists every key at fault."""
+
+
+class DataDirInUse(FerryError):
+    """Another ferry process holds the data directory's lock."""
+
+
+class RetryableError(FerryError):
+    """A dependency (bus, store) is unavailable; the same input may succeed later."""
+
+
+class Backpressure(RetryableError):
+    """ferry is over a configured bound; senders should slow down."""
+
+    def __init__(self, reason: str, retry_after: float = 1.0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class PermanentError(FerryError):
+    """The same input will fail again; retrying is pointless."""
+
+
+class BadRequest(PermanentError):
+    """A request could not be decoded at all."""
+
+
+class TooLarge(PermanentError):
+    """A request is larger than the configured limit."""
+
+
+class BadRecord(PermanentError):
+    """One record in a batch is invalid; the others still land."""

@@ -1,0 +1,307 @@
+"""Compiles a log search query (ferry.query.language) into one safe ClickHouse SELECT over otel_logs.
+
+Every user-supplied value reaches SQL through sql_string() or as a validated number, never raw.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from ferry.errors import BadRequest
+from ferry.query.language import LEVEL_KEYS, LEVELS, And, Field, FieldOp, Node, Not, Or, Phrase, Word, parse
+from ferry.query.tokens import SEPARATOR_CLASS, TOKEN_RE, interior_tokens, tokens
+from ferry.store.ddl import BODY_TOKENS
+
+TABLE = "otel_logs"
+
+# Keyset pagination: rows are ordered by (Timestamp, CURSOR_KEY) and a page resumes strictly after
+# the last row's pair. The key is a row fingerprint so rows sharing a nanosecond still page
+# deterministically; byte-identical rows tie and may be skipped at a page boundary.
+CURSOR_TS = "_cursor_ts"
+CURSOR_KEY = "_cursor_key"
+_CURSOR_KEY_EXPR = (
+    "hex(cityHash64(BatchId, ObservedTimestamp, TraceId, SpanId, ServiceName, Body, LogAttributes))"
+)
+
+_MAPS = ("LogAttributes", "ResourceAttributes", "ScopeAttributes")
+
+# Field keys with a column of their own; everything else is looked up in the attribute maps.
+_COLUMN_KEYS = {
+    "service": "ServiceName",
+    "source": "Source",
+    "tenant": "Tenant",
+    "trace_id": "TraceId",
+    "trace": "TraceId",
+    "span_id": "SpanId",
+    "span": "SpanId",
+    "host": "ResourceAttributes['host.name']",
+}
+# Hex ids are stored lower-case (OTLP bytes -> hex), but people paste them from anywhere.
+_LOWERCASE_KEYS = frozenset({"trace_id", "trace", "span_id", "span"})
+
+_GROUP_COLUMNS = {
+    "service": "ServiceName",
+    "servicename": "ServiceName",
+    "level": "SeverityText",
+    "severity": "SeverityText",
+    "severitytext": "SeverityText",
+    "host": "ResourceAttributes['host.name']",
+    "source": "Source",
+    "tenant": "Tenant",
+}
+
+_INT64_MAX = 2**63 - 1
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\\']")
+
+
+def sql_string(value: str) -> str:
+    """A ClickHouse string literal that evaluates to exactly `value`."""
+
+    def esc(m: re.Match[str]) -> str:
+        ch = m.group()
+        return "\\" + ch if ch in "\\'" else f"\\x{ord(ch):02X}"
+
+    return "'" + _CONTROL.sub(esc, value) + "'"
+
+
+def _string_array(values: list[str]) -> str:
+    return "[" + ", ".join(sql_string(v) for v in dict.fromkeys(values)) + "]"
+
+
+def _has_tokens(toks: list[str]) -> str:
+    return f"hasAllTokens({BODY_TOKENS}, {_string_array(toks)})"
+
+
+def _re_escape(text: str) -> str:
+    # Tokens hold only letters, digits and non-ASCII characters, none of which RE2 treats
+    # specially; escaping ASCII punctuation anyway keeps this safe for any caller.
+    return "".join("\\" + c if c.isascii() and not c.isalnum() else c for c in text)
+
+
+def _adjacent_regex(toks: list[str], open_end: bool) -> str:
+    sep = SEPARATOR_CLASS
+    body = (sep + "+").join(_re_escape(t) for t in toks)
+    return f"(^|{sep}){body}" + ("" if open_end else f"({sep}|$)")
+
+
+def _word(node: Word) -> str:
+    toks = tokens(node.text)
+    if not toks:
+        # Pure punctuation ("->", "::") has no tokens to look up, so scan for it literally.
+        return f"(position(Body, {sql_string(node.text)}) > 0)"
+    # `foo-*` ends in a delimiter, so its last token is complete and the `*` adds nothing.
+    open_end = node.prefix and TOKEN_RE.fullmatch(node.text[-1]) is not None
+    whole = toks[:-1] if open_end else toks
+    parts = [_has_tokens(whole)] if whole else []
+    if len(toks) > 1 or open_end:
+        parts.append(f"match({BODY_TOKENS}, {sql_string(_adjacent_regex(toks, open_end))})")
+    return "(" + " AND ".join(parts) + ")"
+
+
+def _phrase(node: Phrase) -> str:
+    exact = f"position(Body, {sql_string(node.text)}) > 0"
+    inner = interior_tokens(node.text)
+    return f"({_has_tokens(inner)} AND {exact})" if inner else f"({exact})"
+
+
+def _level(op: FieldOp, value: str) -> str:
+    text = "lower(SeverityText)"
+    v = value.lower()
+    if op == "exists":
+        return "(SeverityText != '' OR SeverityNumber > 0)"
+    if op == "prefix":
+        return f"startsWith({text}, {sql_string(v)})"
+    if op == "=":
+        if v not in LEVELS:
+            return f"({text} = {sql_string(v)})"
+        group, lo = LEVELS[v]
+        names = [n for n, (g, _) in LEVELS.items() if g == group]
+        by_text = f"{text} IN ({', '.join(sql_string(n) for n in names)})"
+        if group in ("trace", "debug", "info", "warn", "error", "fatal"):
+            # OTLP senders may set only the number; fall back to its range when the text is empty.
+            return f"({by_text} OR (SeverityText = '' AND SeverityNumber BETWEEN {lo} AND {lo + 3}))"
+        return f"({by_text})"
+    # A level name stands for its whole OTel range (WARN is 13..16): `> warn` starts above it.
+    if v in LEVELS:
+        lo = LEVELS[v][1]
+        threshold = {">=": lo, ">": lo + 3, "<=": lo + 3, "<": lo}[op]
+    else:
+        threshold = float(value)
+    names = [n for n, (_, nlo) in LEVELS.items() if _compare(nlo, op, threshold)]
+    by_text = f"{text} IN ({', '.join(sql_string(n) for n in names)})" if names else "0"
+    return f"if(SeverityNumber > 0, SeverityNumber {op} {threshold!r}, {by_text})"
+
+
+def _compare(a: float, op: FieldOp, b: float) -> bool:
+    return {">=": a >= b, ">": a > b, "<=": a <= b, "<": a < b}[op]
+
+
+def _number(value: str) -> str:
+    return repr(float(value))
+
+
+def _column(key: str, column: str, op: FieldOp, value: str) -> str:
+    if key in _LOWERCASE_KEYS:
+        value = value.lower()
+    if op == "exists":
+        if key == "host":
+            return "mapContains(ResourceAttributes, 'host.name')"
+        return f"({column} != '')"
+    if op == "prefix":
+        return f"startsWith({column}, {sql_string(value)})"
+    if op == "=":
+        return f"({column} = {sql_string(value)})"
+    return f"ifNull(toFloat64OrNull({column}) {op} {_number(value)}, 0)"
+
+
+def _attribute(key: str, op: FieldOp, value: str) -> str:
+    k = sql_string(key)
+    if op == "exists":
+        return "(" + " OR ".join(f"mapContains({m}, {k})" for m in _MAPS) + ")"
+    if op == "=" and value == "":
+        # A missing key reads as "" in every map, so `key:""` means "set in none of them".
+        return "(" + " AND ".join(f"{m}[{k}] = ''" for m in _MAPS) + ")"
+    if op == "prefix":
+        terms = [f"startsWith({m}[{k}], {sql_string(value)})" for m in _MAPS]
+    elif op == "=":
+        terms = [f"{m}[{k}] = {sql_string(value)}" for m in _MAPS]
+    else:
+        terms = [f"toFloat64OrNull({m}[{k}]) {op} {_number(value)}" for m in _MAPS]
+        # Non-numeric or absent values compare as NULL; make them plain false so NOT stays sound.
+        return "ifNull(" + " OR ".join(terms) + ", 0)"
+    return "(" + " OR ".join(terms) + ")"
+
+
+def _field(node: Field) -> str:
+    key, op, value = node.key, node.op, node.value
+    if op == "prefix" and value == "":
+        op = "exists"
+    lkey = key.lower()
+    if lkey in LEVEL_KEYS:
+        return _level(op, value)
+    if lkey == "body":
+        if op == "exists":
+            return "(Body != '')"
+        if op == "=":
+            return f"(Body = {sql_string(value)})"
+        if op == "prefix":
+            return _word(Word(value, prefix=True))
+        raise BadRequest("body: cannot be compared as a number")
+    if lkey in _COLUMN_KEYS:
+        return _column(lkey, _COLUMN_KEYS[lkey], op, value)
+    return _attribute(key, op, value)
+
+
+def compile_where(node: Node) -> str:
+    """The boolean SQL expression a row of otel_logs must satisfy to match `node`."""
+    if isinstance(node, Word):
+        return _word(node)
+    if isinstance(node, Phrase):
+        return _phrase(node)
+    if isinstance(node, Field):
+        return _field(node)
+    if isinstance(node, Not):
+        return f"(NOT {compile_where(node.operand)})"
+    if isinstance(node, And):
+        if not node.operands:
+            return "1"
+        return "(" + " AND ".join(compile_where(n) for n in node.operands) + ")"
+    if isinstance(node, Or):
+        if not node.operands:
+            return "0"
+        return "(" + " OR ".join(compile_where(n) for n in node.operands) + ")"
+    raise TypeError(f"not a query node: {node!r}")
+
+
+def _ns(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _INT64_MAX:
+        raise BadRequest(f"{name} must be an integer number of nanoseconds since the epoch, got {value!r}")
+    return value
+
+
+def _where(query: str, start_ns: int | None, end_ns: int | None) -> str:
+    conds = []
+    if start_ns is not None:
+        conds.append(f"Timestamp >= fromUnixTimestamp64Nano({_ns('start_ns', start_ns)})")
+    if end_ns is not None:
+        conds.append(f"Timestamp < fromUnixTimestamp64Nano({_ns('end_ns', end_ns)})")
+    conds.append(compile_where(parse(query)))
+    return " AND ".join(conds)
+
+
+def compile_logs(
+    query: str,
+    *,
+    start_ns: int | None,
+    end_ns: int | None,
+    limit: int = 100,
+    order: Literal["desc", "asc"] = "desc",
+    columns: str = "*",
+    after: tuple[int, str] | None = None,
+) -> str:
+    """SELECT the rows of otel_logs in [start_ns, end_ns) matching `query`, newest first by default.
+
+    `columns` is trusted SQL from ferry's own code, never from a user. Two columns are appended,
+    `_cursor_ts` (Timestamp in ns) and `_cursor_key`; pass the last row's pair as `after` to get
+    the next page.
+    """
+    if order not in ("desc", "asc"):
+        raise BadRequest(f"order must be 'desc' or 'asc', got {order!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise BadRequest(f"limit must be a positive integer, got {limit!r}")
+    where = _where(query, start_ns, end_ns)
+    if after is not None:
+        if not (isinstance(after, tuple) and len(after) == 2 and isinstance(after[1], str)):
+            raise BadRequest(f"after must be a (timestamp_ns, key) pair, got {after!r}")
+        ts = f"fromUnixTimestamp64Nano({_ns('after timestamp', after[0])})"
+        key = sql_string(after[1])
+        # The plain Timestamp bound lets the primary key skip what earlier pages already covered.
+        if order == "desc":
+            where += f" AND Timestamp <= {ts} AND (Timestamp < {ts} OR {CURSOR_KEY} < {key})"
+        else:
+            where += f" AND Timestamp >= {ts} AND (Timestamp > {ts} OR {CURSOR_KEY} > {key})"
+    direction = order.upper()
+    return (
+        f"SELECT {columns}, toUnixTimestamp64Nano(Timestamp) AS {CURSOR_TS}, {_CURSOR_KEY_EXPR} AS {CURSOR_KEY}\n"
+        f"FROM {TABLE}\n"
+        f"WHERE {where}\n"
+        f"ORDER BY Timestamp {direction}, {CURSOR_KEY} {direction}\n"
+        f"LIMIT {limit}"
+    )
+
+
+def compile_logs_count(
+    query: str,
+    *,
+    start_ns: int | None,
+    end_ns: int | None,
+    group_by: str | None = None,
+    step_s: int | None = None,
+) -> str:
+    """COUNT the rows matching `query`: one row, or one per `bucket` and/or group `key`.
+
+    Output columns, in order: `bucket` (Int64 unix seconds at the start of a `step_s`-second
+    bucket, aligned to the epoch) if step_s is given; `key` (the group_by value: service, level,
+    host, source or tenant) if group_by is given; then `count`.
+    """
+    select: list[str] = []
+    keys: list[str] = []
+    if step_s is not None:
+        if isinstance(step_s, bool) or not isinstance(step_s, int) or not 1 <= step_s <= 10**9:
+            raise BadRequest(f"step_s must be a positive integer number of seconds, got {step_s!r}")
+        select.append(f"intDiv(toUnixTimestamp64Nano(Timestamp), {step_s * 10**9}) * {step_s} AS bucket")
+        keys.append("bucket")
+    if group_by is not None:
+        column = _GROUP_COLUMNS.get(group_by.lower())
+        if column is None:
+            allowed = ", ".join(sorted({"service", "level", "host", "source", "tenant"}))
+            raise BadRequest(f"cannot group by {group_by!r}; choose one of {allowed}")
+        select.append(f"{column} AS key")
+        keys.append("key")
+    select.append("count() AS count")
+    sql = f"SELECT {', '.join(select)}\nFROM {TABLE}\nWHERE {_where(query, start_ns, end_ns)}"
+    if keys:
+        order = ", ".join(keys) if step_s is not None else "count DESC, key"
+        sql += f"\nGROUP BY {', '.join(keys)}\nORDER BY {order}"
+    return sql

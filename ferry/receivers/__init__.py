@@ -1,0 +1,1 @@
+"""Receivers ("wrappers"): protocol bytes in -> columnar batches -> durable on a bus topic."""

@@ -1,0 +1,34 @@
+"""One table from ferry's errors to what each protocol tells the client.
+
+Used by every receiver so that the same failure always gets the same answer.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from ferry.errors import Backpressure, BadRequest, FerryError, RetryableError, TooLarge
+
+# (HTTP status, gRPC code, refused-counter reason)
+_TABLE: list[tuple[type[FerryError], int, grpc.StatusCode, str]] = [
+    (Backpressure, 429, grpc.StatusCode.RESOURCE_EXHAUSTED, "backpressure"),
+    (RetryableError, 503, grpc.StatusCode.UNAVAILABLE, "unavailable"),
+    (TooLarge, 413, grpc.StatusCode.RESOURCE_EXHAUSTED, "too_large"),
+    (BadRequest, 400, grpc.StatusCode.INVALID_ARGUMENT, "malformed"),
+]
+
+
+def status_of(err: FerryError) -> tuple[int, grpc.StatusCode, str]:
+    for kind, http, code, reason in _TABLE:
+        if isinstance(err, kind):
+            return http, code, reason
+    return 500, grpc.StatusCode.INTERNAL, "internal"
+
+
+def retry_after(err: FerryError, default: int) -> int | None:
+    """Seconds a client should wait before retrying, for retryable errors only."""
+    if isinstance(err, Backpressure):
+        return max(1, int(round(err.retry_after)))
+    if isinstance(err, RetryableError):
+        return default
+    return None

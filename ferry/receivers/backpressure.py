@@ -1,0 +1,60 @@
+"""Tells receivers when to refuse: the bus is near its size limit or the writers lag too far.
+
+Checked in the background every 0.5 s from JetStream consumer and stream state, so the request
+path only reads a field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from nats.js import JetStreamContext
+
+from ferry.bus.topics import TOPICS
+from ferry.config.model import FerryConfig
+from ferry.errors import Backpressure
+
+log = logging.getLogger("ferry.backpressure")
+
+
+class BackpressureMonitor:
+    def __init__(self, js: JetStreamContext, cfg: FerryConfig) -> None:
+        self.js = js
+        self.cfg = cfg
+        self.reason: str | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def check(self) -> None:
+        """Raise Backpressure if ferry is over a bound right now."""
+        if self.reason is not None:
+            raise Backpressure(self.reason, self.cfg.backpressure.retry_after_s)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                self.reason = await self._measure()
+            except Exception as e:  # bus restarting: publishes will fail and say so themselves
+                log.debug("backpressure probe failed: %r", e)
+            await asyncio.sleep(0.5)
+
+    async def _measure(self) -> str | None:
+        limit = self.cfg.backpressure.max_pending_batches
+        max_bytes = self.cfg.bus.max_bytes_per_topic
+        for topic in TOPICS.values():
+            info = await self.js.stream_info(topic.stream)
+            if info.state.bytes >= 0.9 * max_bytes:
+                return f"topic {topic.name} is {info.state.bytes} bytes, over 90% of its limit"
+            for group in topic.consumers:
+                ci = await self.js.consumer_info(topic.stream, group)
+                pending = (ci.num_pending or 0) + (ci.num_ack_pending or 0)
+                if pending > limit:
+                    return f"{group} is {pending} batches behind on {topic.name}"
+        return None

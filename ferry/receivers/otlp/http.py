@@ -1,0 +1,128 @@
+"""OTLP/HTTP receiver (default port 4318): POST /v1/logs, /v1/traces, /v1/metrics.
+
+Accepts binary protobuf and JSON, gzip or not; answers 200 with partial_success only after the
+data is durable on the bus; 400/413/429/503 otherwise, in the request's own encoding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import zlib
+from typing import Any
+
+import orjson
+from google.protobuf import json_format
+from google.rpc import status_pb2
+from nats.js import JetStreamContext
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ferry.config.model import FerryConfig
+from ferry.errors import BadRequest, FerryError, TooLarge
+from ferry.receivers._status import retry_after, status_of
+from ferry.receivers.backpressure import BackpressureMonitor
+from ferry.receivers.otlp import decode
+from ferry.receivers.otlp._publish import publish_decoded, refuse_all
+
+_DECODERS = {"logs": decode.decode_logs, "traces": decode.decode_traces, "metrics": decode.decode_metrics}
+
+
+def _response(signal: str, rejected: int, message: str) -> Any:
+    if signal == "logs":
+        r = logs_service_pb2.ExportLogsServiceResponse()
+        if rejected:
+            r.partial_success.rejected_log_records = rejected
+    elif signal == "traces":
+        r = trace_service_pb2.ExportTraceServiceResponse()
+        if rejected:
+            r.partial_success.rejected_spans = rejected
+    else:
+        r = metrics_service_pb2.ExportMetricsServiceResponse()
+        if rejected:
+            r.partial_success.rejected_data_points = rejected
+    if rejected:
+        r.partial_success.error_message = message
+    return r
+
+
+def _encode(msg: Any, fmt: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    if fmt == "json":
+        body = json_format.MessageToJson(msg, indent=None).encode()
+        return Response(body, status, headers=headers, media_type="application/json")
+    return Response(msg.SerializeToString(), status, headers=headers, media_type="application/x-protobuf")
+
+
+def _format_of(request: Request) -> str:
+    ctype = request.headers.get("content-type", "application/x-protobuf").split(";")[0].strip().lower()
+    if ctype == "application/json":
+        return "json"
+    if ctype in ("application/x-protobuf", "application/protobuf", "application/octet-stream"):
+        return "protobuf"
+    raise BadRequest(f"unsupported Content-Type {ctype!r}: use application/x-protobuf or application/json")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"request body of {declared} bytes is over the {limit}-byte limit")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"request body is over the {limit}-byte limit")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "").lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "deflate"):
+        raise BadRequest(f"unsupported Content-Encoding {encoding!r}: use gzip or none")
+    d = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
+    try:
+        out = d.decompress(body, limit + 1)
+    except zlib.error as e:
+        raise BadRequest(f"body is not valid {encoding}: {e}") from e
+    if len(out) > limit or d.unconsumed_tail:
+        raise TooLarge(f"decompressed body is over the {limit}-byte limit")
+    return out
+
+
+def build_app(js: JetStreamContext, cfg: FerryConfig, monitor: BackpressureMonitor) -> Starlette:
+    limit = cfg.receivers.otlp.http.max_request_bytes
+
+    def handler(signal: str) -> Any:
+        async def export(request: Request) -> Response:
+            fmt = "protobuf"
+            try:
+                fmt = _format_of(request)
+                monitor.check()
+                body = await _read_body(request, limit)
+                tenant = request.headers.get("x-ferry-tenant", cfg.tenant)
+                decoded = await asyncio.to_thread(_DECODERS[signal], body, fmt, tenant=tenant, now_ns=time.time_ns())
+                await publish_decoded(js, signal, decoded, tenant, "otlp_http")
+            except FerryError as e:
+                http, _, reason = status_of(e)
+                refuse_all(signal, "otlp_http", reason)
+                headers = {}
+                ra = retry_after(e, cfg.backpressure.retry_after_s)
+                if ra is not None:
+                    headers["Retry-After"] = str(ra)
+                st = status_pb2.Status(code=http, message=str(e))
+                return _encode(st, fmt, http, headers)
+            return _encode(_response(signal, decoded.rejected, decoded.message), fmt)
+
+        return export
+
+    routes = [Route(f"/v1/{s}", handler(s), methods=["POST"]) for s in ("logs", "traces", "metrics")]
+
+    async def health(_: Request) -> Response:
+        return Response(orjson.dumps({"status": "ok"}), media_type="application/json")
+
+    routes.append(Route("/", health, methods=["GET"]))
+    return Starlette(routes=routes)

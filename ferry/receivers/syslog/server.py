@@ -1,0 +1,185 @@
+"""Syslog receiver (default 5514, UDP and TCP): frames lines and ships them raw to the syslog topic.
+
+Parsing happens in the parser stage. Lines are batched (N lines or T seconds); while a batch cannot
+be made durable, TCP connections stop being read (the sender blocks) and UDP datagrams are shed
+and counted — UDP is the one place ferry may drop, and never silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+
+import pyarrow as pa
+from nats.js import JetStreamContext
+
+from ferry.bus import codec
+from ferry.bus.publish import publish
+from ferry.bus.topics import SYSLOG
+from ferry.config.model import FerryConfig
+from ferry.errors import FerryError
+from ferry.receivers.backpressure import BackpressureMonitor
+from ferry.receivers.syslog.framing import StreamFramer, split_datagram
+from ferry.schema import RAW_LINES
+from ferry.telemetry import metrics
+
+log = logging.getLogger("ferry.syslog")
+
+_TS = pa.timestamp("ns", tz="UTC")
+
+
+def _to_strings(lines: list[bytes]) -> pa.Array:
+    arr = pa.array(lines, pa.binary())
+    try:
+        return arr.cast(pa.string())
+    except pa.ArrowInvalid:
+        # Rare: some line is not UTF-8. Keep it, with replacement characters, rather than lose it.
+        return pa.array([b.decode("utf-8", "replace") for b in lines], pa.string())
+
+
+class LineBatcher:
+    """Collects lines from every connection and publishes them as RAW_LINES batches."""
+
+    def __init__(self, js: JetStreamContext, cfg: FerryConfig, monitor: BackpressureMonitor) -> None:
+        self.js, self.cfg, self.monitor = js, cfg, monitor
+        sc = cfg.receivers.syslog
+        self.max_lines = sc.batch_lines
+        self.wait_s = sc.batch_wait_s
+        self._lines: list[bytes] = []
+        self._peers: list[str] = []
+        self._transports: list[str] = []
+        self._times: list[int] = []
+        self._flush_lock = asyncio.Lock()
+        self.blocked = asyncio.Event()  # set while a batch cannot be published
+        self._paused: set[asyncio.Transport] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, lines: list[bytes], peer: str, transport: str) -> None:
+        n = len(lines)
+        now = time.time_ns()
+        self._lines.extend(lines)
+        self._peers.extend([peer] * n)
+        self._transports.extend([transport] * n)
+        self._times.extend([now] * n)
+
+    def full(self) -> bool:
+        return len(self._lines) >= self.max_lines
+
+    def pause(self, transport: asyncio.Transport) -> None:
+        transport.pause_reading()
+        self._paused.add(transport)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.wait_s)
+            await self.flush()
+
+    async def flush(self) -> None:
+        async with self._flush_lock:
+            while self._lines:
+                n = min(len(self._lines), self.max_lines)
+                table = pa.Table.from_arrays(
+                    [
+                        pa.array(self._times[:n], pa.int64()).cast(_TS),
+                        pa.array(self._peers[:n], pa.string()),
+                        pa.array(self._transports[:n], pa.string()),
+                        _to_strings(self._lines[:n]),
+                    ],
+                    schema=RAW_LINES,
+                )
+                batch = codec.Batch(table, "logs", "raw_lines", "syslog", self.cfg.tenant)
+                while True:
+                    try:
+                        self.monitor.check()
+                        await publish(self.js, SYSLOG, batch)
+                        break
+                    except FerryError as e:
+                        # Keep the lines and stop reading TCP until the bus takes them.
+                        if not self.blocked.is_set():
+                            log.warning("syslog: cannot ship %d lines (%s); pausing TCP reads", n, e)
+                        self.blocked.set()
+                        metrics.retried.labels("syslog", "backpressure").inc()
+                        await asyncio.sleep(0.5)
+                metrics.received.labels("logs", "syslog").inc(n)
+                del self._lines[:n], self._peers[:n], self._transports[:n], self._times[:n]
+            if self.blocked.is_set():
+                self.blocked.clear()
+                for t in list(self._paused):
+                    if not t.is_closing():
+                        t.resume_reading()
+                self._paused.clear()
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+        await self.flush()
+
+
+class _TcpProtocol(asyncio.Protocol):
+    def __init__(self, batcher: LineBatcher, max_message: int) -> None:
+        self.batcher = batcher
+        self.framer = StreamFramer(max_message)
+        self.peer = ""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        host, port = transport.get_extra_info("peername")[:2]
+        self.peer = f"{host}:{port}"
+
+    def data_received(self, data: bytes) -> None:
+        before = self.framer.truncated
+        lines = self.framer.feed(data)
+        if self.framer.truncated > before:
+            metrics.dropped.labels("syslog", "truncated").inc(self.framer.truncated - before)
+        if lines:
+            self.batcher.add(lines, self.peer, "tcp")
+        if (self.batcher.full() or self.batcher.blocked.is_set()) and self.transport is not None:
+            self.batcher.pause(self.transport)
+            asyncio.ensure_future(self.batcher.flush())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        rest = self.framer.flush()
+        if rest:
+            self.batcher.add(rest, self.peer, "tcp")
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, batcher: LineBatcher) -> None:
+        self.batcher = batcher
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        lines = split_datagram(data)
+        if self.batcher.blocked.is_set() or len(self.batcher._lines) >= 4 * self.batcher.max_lines:
+            metrics.dropped.labels("syslog_udp", "overload").inc(len(lines))
+            return
+        self.batcher.add(lines, f"{addr[0]}:{addr[1]}", "udp")
+        if self.batcher.full():
+            asyncio.ensure_future(self.batcher.flush())
+
+
+def _reuse_socket(kind: int, host: str, port: int) -> socket.socket:
+    s = socket.socket(socket.AF_INET, kind)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # several receiver processes share a port
+    if kind == socket.SOCK_DGRAM:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
+    s.bind((host, port))
+    return s
+
+
+async def start(js: JetStreamContext, cfg: FerryConfig, monitor: BackpressureMonitor) -> tuple[LineBatcher, list[object]]:
+    sc = cfg.receivers.syslog
+    batcher = LineBatcher(js, cfg, monitor)
+    batcher.start()
+    loop = asyncio.get_running_loop()
+    tcp_sock = _reuse_socket(socket.SOCK_STREAM, cfg.listen, sc.tcp_port)
+    tcp = await loop.create_server(lambda: _TcpProtocol(batcher, sc.max_message_bytes), sock=tcp_sock, backlog=512)
+    udp_sock = _reuse_socket(socket.SOCK_DGRAM, cfg.listen, sc.udp_port)
+    udp, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(batcher), sock=udp_sock)
+    return batcher, [tcp, udp]

@@ -1,0 +1,48 @@
+"""Entry point of one supervised role process: `python -m ferry.runtime.child ROLE INDEX`.
+
+The supervisor passes the validated config as JSON in FERRY_CONFIG_JSON; the child writes
+<data_dir>/run/ROLE-INDEX.ready once it is serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+
+from ferry.config.model import FerryConfig
+from ferry.runtime.roles import ROLES
+
+
+def main() -> None:
+    role, index = sys.argv[1], sys.argv[2]
+    cfg = FerryConfig.model_validate_json(os.environ["FERRY_CONFIG_JSON"])
+    logging.basicConfig(
+        level=os.environ.get("FERRY_LOG_LEVEL", "WARNING"),
+        format=f"%(asctime)s {role}[{index}] %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    ready = cfg.data_dir / "run" / f"{role}-{index}.ready"
+    ready.unlink(missing_ok=True)
+
+    async def main_async() -> None:
+        task = asyncio.create_task(ROLES[role](cfg))
+        # Ready = the role survived its start-up (ports bound, bus declared, store open).
+        while not task.done():
+            await asyncio.sleep(0.1)
+            if not ready.exists() and _serving(role):
+                ready.write_text(str(os.getpid()))
+        await task
+
+    asyncio.run(main_async())
+
+
+def _serving(role: str) -> bool:
+    from ferry.runtime import readiness
+
+    return readiness.is_ready(role)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""The three kinds of ferry process: ingest (receivers), parser (stage) and store (writer + API).
+
+`ferry run` starts one of each (parser × --workers) under the supervisor; on many machines each
+host runs `ferry run --role NAME` against a shared bus. Every role drains on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from collections.abc import Iterable
+
+import uvicorn
+
+from ferry.bus.client import connect, declare
+from ferry.bus.topics import TOPICS
+from ferry.config.model import FerryConfig
+from ferry.runtime import readiness
+from ferry.runtime.runner import StageRunner
+
+log = logging.getLogger("ferry.role")
+
+
+def _bus_url(cfg: FerryConfig) -> str:
+    return cfg.bus.url or f"nats://127.0.0.1:{cfg.bus.port}"
+
+
+def _stop_event() -> asyncio.Event:
+    ev = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, ev.set)
+    return ev
+
+
+def _tcp_socket(host: str, port: int) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind((host, port))
+    return s
+
+
+def _uvicorn(app: object, sock: socket.socket, limit: int | None = None) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        log_level="warning",
+        access_log=False,
+        limit_concurrency=limit,
+        timeout_graceful_shutdown=10,
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    return server
+
+
+async def run_ingest(cfg: FerryConfig) -> None:
+    from ferry.receivers.backpressure import BackpressureMonitor
+    from ferry.receivers.otlp import grpc_server, http
+    from ferry.receivers.syslog import server as syslog
+
+    stop = _stop_event()
+    nc = await connect(_bus_url(cfg), "ferry-ingest")
+    js = nc.jetstream()
+    await declare(js, cfg.bus)
+    monitor = BackpressureMonitor(js, cfg)
+    monitor.start()
+    tasks: list[asyncio.Task[None]] = []
+    http_server = grpc = batcher = None
+    listeners: Iterable[object] = []
+    rc = cfg.receivers
+    if rc.otlp.http.enabled:
+        sock = _tcp_socket(cfg.listen, rc.otlp.http.port)
+        http_server = _uvicorn(http.build_app(js, cfg, monitor), sock, rc.max_inflight_requests * 4)
+        tasks.append(asyncio.create_task(http_server.serve(sockets=[sock])))
+    if rc.otlp.grpc.enabled:
+        grpc = grpc_server.build_server(js, cfg, monitor)
+        await grpc.start()
+    if rc.syslog.enabled:
+        batcher, listeners = await syslog.start(js, cfg, monitor)
+    while http_server is not None and not http_server.started:
+        await asyncio.sleep(0.05)
+    readiness.mark("ingest")
+    await stop.wait()
+    # Drain: stop taking new data, finish what was taken, then leave.
+    for lst in listeners:
+        lst.close()  # type: ignore[attr-defined]
+    if grpc is not None:
+        await grpc.stop(grace=10)
+    if http_server is not None:
+        http_server.should_exit = True
+    if batcher is not None:
+        await batcher.stop()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await monitor.stop()
+    await nc.drain()
+
+
+async def run_parser(cfg: FerryConfig) -> None:
+    from ferry.stages.parser import ParserStage
+
+    stop = _stop_event()
+    nc = await connect(_bus_url(cfg), "ferry-parser")
+    js = nc.jetstream()
+    await declare(js, cfg.bus)
+    runner = StageRunner(ParserStage(), js, cfg.data_dir)
+    await runner.start()
+    readiness.mark("parser")
+    await stop.wait()
+    await runner.stop()
+    await nc.drain()
+
+
+async def run_store(cfg: FerryConfig) -> None:
+    from ferry.api.app import build_app
+    from ferry.stages.writer import Spool, WriterStage, resubmit_forever
+    from ferry.store.chdb_store import ChdbStore
+
+    stop = _stop_event()
+    store = ChdbStore(cfg.data_dir / "store", cfg.store.max_memory_bytes)
+    await asyncio.to_thread(store.setup, cfg.store.retention)
+    nc = await connect(_bus_url(cfg), "ferry-store")
+    js = nc.jetstream()
+    await declare(js, cfg.bus)
+    spool = Spool(cfg.data_dir / "spool")
+    runner = StageRunner(WriterStage(cfg.writer, store, spool), js, cfg.data_dir)
+    await runner.start()
+    spool_task = asyncio.create_task(resubmit_forever(spool, store, cfg.writer.spool_retry_s, lambda: runner.idle))
+
+    lag_cache: list[tuple[str, str, dict[str, str], float]] = []
+
+    async def refresh_lag() -> None:
+        while True:
+            out = []
+            try:
+                for topic in TOPICS.values():
+                    for group in topic.consumers:
+                        ci = await js.consumer_info(topic.stream, group)
+                        labels = {"topic": topic.name, "group": group}
+                        out.append(("ferry_consumer_lag_batches", "Batches not yet processed by a consumer group.", labels, float(ci.num_pending or 0) + float(ci.num_ack_pending or 0)))
+                    si = await js.stream_info(topic.stream)
+                    out.append(("ferry_topic_bytes", "Bytes held by a topic.", {"topic": topic.name}, float(si.state.bytes)))
+                restarts = cfg.data_dir / "run" / "nats_restarts"
+                n = float(restarts.read_text()) if restarts.exists() else 0.0
+                out.append(("ferry_bus_server_restarts_total", "Times the supervisor restarted nats-server.", {}, n))
+                lag_cache[:] = out
+            except Exception as e:
+                log.debug("lag probe failed: %r", e)
+            await asyncio.sleep(1.0)
+
+    lag_task = asyncio.create_task(refresh_lag())
+    sock = _tcp_socket(cfg.listen, cfg.api.port)
+    api = _uvicorn(build_app(store, lambda: list(lag_cache)), sock)
+    api_task = asyncio.create_task(api.serve(sockets=[sock]))
+    while not api.started and not api_task.done():
+        await asyncio.sleep(0.05)
+    readiness.mark("store")
+    await stop.wait()
+    api.should_exit = True
+    await runner.stop(drain_s=15)
+    for t in (spool_task, lag_task):
+        t.cancel()
+    await asyncio.gather(api_task, return_exceptions=True)
+    await nc.drain()
+    store.close()
+
+
+ROLES = {"ingest": run_ingest, "parser": run_parser, "store": run_store}

@@ -1,0 +1,45 @@
+"""What a stage is: a consumer group that turns a list of input batches into output batches.
+
+Stages never acknowledge, publish or retry themselves; runner.py does that for every stage alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ferry.bus.codec import Batch
+from ferry.config.model import FerryConfig
+
+
+@dataclass(frozen=True)
+class Output:
+    topic: str
+    batch: Batch
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """How much input the runner gathers before calling the stage once."""
+
+    max_msgs: int = 64
+    max_rows: int = 100_000
+    max_wait_s: float = 0.05
+
+
+@dataclass
+class StageContext:
+    cfg: FerryConfig
+    data_dir: Path
+
+
+class Stage(Protocol):
+    group: str  # consumer group name; its input topics come from bus/topics.py
+    fetch: FetchPolicy
+
+    async def process(self, topic: str, batches: list[Batch]) -> list[Output]:
+        """Return what to publish. Raising RetryableError makes the runner redeliver later."""
+        ...
+
+    async def close(self) -> None: ...

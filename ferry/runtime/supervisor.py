@@ -1,0 +1,179 @@
+"""`ferry run`: owns the data dir, starts nats-server and every role process, restarts what dies.
+
+Shutdown order on Ctrl-C/SIGTERM is the data path's: receivers stop taking data first, parsers
+finish their batches, writers drain into the store, and the bus goes last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ferry.bus.client import connect, declare
+from ferry.bus.server import NatsServer
+from ferry.config.model import FerryConfig
+from ferry.errors import RetryableError
+from ferry.runtime.lock import DataDirLock
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    # A SIGKILLed supervisor must not leave children holding the store or the ports.
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+@dataclass
+class Child:
+    role: str
+    index: int
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started_at: float = field(default=0.0)
+
+
+class Supervisor:
+    def __init__(self, cfg: FerryConfig, say: callable = print) -> None:  # type: ignore[valid-type]
+        self.cfg = cfg
+        self.data_dir = cfg.data_dir.resolve()
+        self.cfg.data_dir = self.data_dir
+        self.say = say
+        self.lock = DataDirLock(self.data_dir)
+        self.nats: NatsServer | None = None
+        self.children: list[Child] = []
+        self._stop = False
+        self.run_dir = self.data_dir / "run"
+
+    # --- start ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.lock.acquire()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        (self.run_dir / "prom").mkdir(parents=True)
+        if self.cfg.bus.url is None:
+            self.nats = NatsServer(self.cfg.bus, self.data_dir)
+            self.nats.start()
+        asyncio.run(self._declare())
+        env = dict(os.environ)
+        env["FERRY_CONFIG_JSON"] = self.cfg.model_dump_json()
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(self.run_dir / "prom")
+        self._env = env
+        self.children = [Child("store", 0)]
+        self.children += [Child("parser", i) for i in range(self.cfg.parser.workers)]
+        self.children.append(Child("ingest", 0))
+        for c in self.children:
+            self._spawn(c)
+        self._wait_ready(timeout=60)
+
+    async def _declare(self) -> None:
+        url = self.cfg.bus.url or f"nats://127.0.0.1:{self.cfg.bus.port}"
+        nc = await connect(url, "ferry-supervisor")
+        try:
+            await declare(nc.jetstream(), self.cfg.bus)
+        finally:
+            await nc.close()
+
+    def _spawn(self, c: Child) -> None:
+        (self.run_dir / f"{c.role}-{c.index}.ready").unlink(missing_ok=True)
+        log = open(self.data_dir / "run" / f"{c.role}-{c.index}.log", "ab")
+        c.proc = subprocess.Popen(
+            [sys.executable, "-m", "ferry.runtime.child", c.role, str(c.index)],
+            env=self._env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            preexec_fn=_die_with_parent,
+        )
+        c.started_at = time.monotonic()
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for c in self.children:
+            ready = self.run_dir / f"{c.role}-{c.index}.ready"
+            while not ready.exists():
+                if c.proc is not None and c.proc.poll() is not None:
+                    tail = (self.run_dir / f"{c.role}-{c.index}.log").read_text(errors="replace")[-2000:]
+                    self.shutdown()
+                    raise RetryableError(f"the {c.role} process exited during start-up:\n{tail}")
+                if time.monotonic() > deadline:
+                    self.shutdown()
+                    raise RetryableError(f"the {c.role} process was not ready after {timeout:.0f}s")
+                time.sleep(0.05)
+
+    def banner(self) -> str:
+        cfg, r = self.cfg, self.cfg.receivers
+        host = cfg.listen
+        lines = ["ferry is running. It listens on:"]
+        if r.otlp.grpc.enabled:
+            lines.append(f"  OTLP gRPC      {host}:{r.otlp.grpc.port}")
+        if r.otlp.http.enabled:
+            lines.append(f"  OTLP HTTP      http://{host}:{r.otlp.http.port}  (/v1/logs, /v1/traces, /v1/metrics)")
+        if r.syslog.enabled:
+            lines.append(f"  syslog         udp://{host}:{r.syslog.udp_port}  tcp://{host}:{r.syslog.tcp_port}")
+        lines.append(f"  API + metrics  http://{host}:{cfg.api.port}  (/api/v1/..., /metrics)")
+        bus = cfg.bus.url or f"private nats-server on 127.0.0.1:{cfg.bus.port}"
+        lines.append(f"Data is kept in {self.data_dir}  (bus: {bus}; store: embedded ClickHouse)")
+        lines.append(f"Try: ferry query 'error' --since 1h      Stop with Ctrl-C (in-flight data is drained).")
+        return "\n".join(lines)
+
+    # --- watch ---------------------------------------------------------------------------------
+    def watch(self) -> None:
+        def _stop(*_: object) -> None:
+            self._stop = True
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        while not self._stop:
+            time.sleep(0.25)
+            if self.nats is not None and not self.nats.alive():
+                self.say("nats-server died; restarting it")
+                self.nats.ensure_running()
+                # The store process publishes this file as ferry_bus_server_restarts_total.
+                (self.run_dir / "nats_restarts").write_text(str(self.nats.restarts))
+            for c in self.children:
+                if not self._stop and c.proc is not None and c.proc.poll() is not None:
+                    c.restarts += 1
+                    self.say(f"{c.role} process exited with code {c.proc.returncode}; restarting it (restart {c.restarts})")
+                    # A role that keeps crashing is restarted with a growing pause, not in a hot loop.
+                    time.sleep(min(0.5 * c.restarts, 5.0))
+                    self._spawn(c)
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        self.say("ferry: draining and stopping…")
+        for role in ("ingest", "parser", "store"):
+            procs = [c.proc for c in self.children if c.role == role and c.proc and c.proc.poll() is None]
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
+            for p in procs:
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        if self.nats is not None:
+            self.nats.stop()
+        self.lock.release()
+        self.say("ferry: stopped")
+
+
+def run(cfg: FerryConfig) -> int:
+    sup = Supervisor(cfg, say=lambda s: print(s, flush=True))
+    sup.start()
+    print(sup.banner(), flush=True)
+    sup.watch()
+    return 0
+
+
+def role_path(data_dir: Path, role: str, index: int) -> Path:
+    return data_dir / "run" / f"{role}-{index}.log"

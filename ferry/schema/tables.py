@@ -1,0 +1,219 @@
+"""Column layout of each signal, following the OpenTelemetry Collector ClickHouse exporter.
+
+ferry adds Tenant, Source, IngestTime and BatchId (exactly-once dedupe) to every store table.
+Attribute values are always strings, so services that disagree on a value's type never break ingest.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1"
+
+TS = pa.timestamp("ns", tz="UTC")
+STR = pa.string()
+ATTRS = pa.map_(pa.string(), pa.string())
+
+# Columns every store table carries, filled by receivers (IngestTime, Source, Tenant) and by the
+# stage that produced the bus message (BatchId).
+_FERRY = [
+    pa.field("Tenant", STR),
+    pa.field("Source", STR),
+    pa.field("IngestTime", TS),
+    pa.field("BatchId", STR),
+]
+
+LOGS = pa.schema(
+    [
+        pa.field("Timestamp", TS),
+        pa.field("ObservedTimestamp", TS),
+        pa.field("TraceId", STR),
+        pa.field("SpanId", STR),
+        pa.field("TraceFlags", pa.uint8()),
+        pa.field("SeverityText", STR),
+        pa.field("SeverityNumber", pa.uint8()),
+        pa.field("ServiceName", STR),
+        pa.field("Body", STR),
+        pa.field("ResourceSchemaUrl", STR),
+        pa.field("ResourceAttributes", ATTRS),
+        pa.field("ScopeSchemaUrl", STR),
+        pa.field("ScopeName", STR),
+        pa.field("ScopeVersion", STR),
+        pa.field("ScopeAttributes", ATTRS),
+        pa.field("LogAttributes", ATTRS),
+        *_FERRY,
+    ]
+)
+
+TRACES = pa.schema(
+    [
+        pa.field("Timestamp", TS),
+        pa.field("TraceId", STR),
+        pa.field("SpanId", STR),
+        pa.field("ParentSpanId", STR),
+        pa.field("TraceState", STR),
+        pa.field("SpanName", STR),
+        pa.field("SpanKind", STR),
+        pa.field("ServiceName", STR),
+        pa.field("ResourceAttributes", ATTRS),
+        pa.field("ScopeName", STR),
+        pa.field("ScopeVersion", STR),
+        pa.field("SpanAttributes", ATTRS),
+        pa.field("Duration", pa.uint64()),
+        pa.field("StatusCode", STR),
+        pa.field("StatusMessage", STR),
+        pa.field("Events.Timestamp", pa.list_(TS)),
+        pa.field("Events.Name", pa.list_(STR)),
+        pa.field("Events.Attributes", pa.list_(ATTRS)),
+        pa.field("Links.TraceId", pa.list_(STR)),
+        pa.field("Links.SpanId", pa.list_(STR)),
+        pa.field("Links.TraceState", pa.list_(STR)),
+        pa.field("Links.Attributes", pa.list_(ATTRS)),
+        *_FERRY,
+    ]
+)
+
+_METRIC_COMMON = [
+    pa.field("ResourceAttributes", ATTRS),
+    pa.field("ResourceSchemaUrl", STR),
+    pa.field("ScopeName", STR),
+    pa.field("ScopeVersion", STR),
+    pa.field("ScopeAttributes", ATTRS),
+    pa.field("ScopeDroppedAttrCount", pa.uint32()),
+    pa.field("ScopeSchemaUrl", STR),
+    pa.field("ServiceName", STR),
+    pa.field("MetricName", STR),
+    pa.field("MetricDescription", STR),
+    pa.field("MetricUnit", STR),
+    pa.field("Attributes", ATTRS),
+    pa.field("StartTimeUnix", TS),
+    pa.field("TimeUnix", TS),
+]
+
+_EXEMPLARS = [
+    pa.field("Exemplars.FilteredAttributes", pa.list_(ATTRS)),
+    pa.field("Exemplars.TimeUnix", pa.list_(TS)),
+    pa.field("Exemplars.Value", pa.list_(pa.float64())),
+    pa.field("Exemplars.SpanId", pa.list_(STR)),
+    pa.field("Exemplars.TraceId", pa.list_(STR)),
+]
+
+METRICS_GAUGE = pa.schema(
+    [*_METRIC_COMMON, pa.field("Value", pa.float64()), pa.field("Flags", pa.uint32()), *_EXEMPLARS, *_FERRY]
+)
+
+METRICS_SUM = pa.schema(
+    [
+        *_METRIC_COMMON,
+        pa.field("Value", pa.float64()),
+        pa.field("Flags", pa.uint32()),
+        *_EXEMPLARS,
+        pa.field("AggregationTemporality", pa.int32()),
+        pa.field("IsMonotonic", pa.bool_()),
+        *_FERRY,
+    ]
+)
+
+METRICS_HISTOGRAM = pa.schema(
+    [
+        *_METRIC_COMMON,
+        pa.field("Count", pa.uint64()),
+        pa.field("Sum", pa.float64()),
+        pa.field("BucketCounts", pa.list_(pa.uint64())),
+        pa.field("ExplicitBounds", pa.list_(pa.float64())),
+        *_EXEMPLARS,
+        pa.field("Flags", pa.uint32()),
+        pa.field("Min", pa.float64()),
+        pa.field("Max", pa.float64()),
+        pa.field("AggregationTemporality", pa.int32()),
+        *_FERRY,
+    ]
+)
+
+METRICS_EXP_HISTOGRAM = pa.schema(
+    [
+        *_METRIC_COMMON,
+        pa.field("Count", pa.uint64()),
+        pa.field("Sum", pa.float64()),
+        pa.field("Scale", pa.int32()),
+        pa.field("ZeroCount", pa.uint64()),
+        pa.field("PositiveOffset", pa.int32()),
+        pa.field("PositiveBucketCounts", pa.list_(pa.uint64())),
+        pa.field("NegativeOffset", pa.int32()),
+        pa.field("NegativeBucketCounts", pa.list_(pa.uint64())),
+        *_EXEMPLARS,
+        pa.field("Flags", pa.uint32()),
+        pa.field("Min", pa.float64()),
+        pa.field("Max", pa.float64()),
+        pa.field("AggregationTemporality", pa.int32()),
+        *_FERRY,
+    ]
+)
+
+METRICS_SUMMARY = pa.schema(
+    [
+        *_METRIC_COMMON,
+        pa.field("Count", pa.uint64()),
+        pa.field("Sum", pa.float64()),
+        pa.field("ValueAtQuantiles.Quantile", pa.list_(pa.float64())),
+        pa.field("ValueAtQuantiles.Value", pa.list_(pa.float64())),
+        pa.field("Flags", pa.uint32()),
+        *_FERRY,
+    ]
+)
+
+# Raw lines as a line-oriented receiver (syslog) takes them off the wire; the parser stage turns
+# them into LOGS rows. Peer is "ip:port", Transport is "udp" | "tcp".
+RAW_LINES = pa.schema(
+    [
+        pa.field("ReceivedAt", TS),
+        pa.field("Peer", STR),
+        pa.field("Transport", STR),
+        pa.field("Line", STR),
+    ]
+)
+
+# Store table name -> schema. The bus header "Ferry-Table" names one of these keys.
+TABLES: dict[str, pa.Schema] = {
+    "otel_logs": LOGS,
+    "otel_traces": TRACES,
+    "otel_metrics_gauge": METRICS_GAUGE,
+    "otel_metrics_sum": METRICS_SUM,
+    "otel_metrics_histogram": METRICS_HISTOGRAM,
+    "otel_metrics_exponential_histogram": METRICS_EXP_HISTOGRAM,
+    "otel_metrics_summary": METRICS_SUMMARY,
+}
+
+
+def empty_table(schema: pa.Schema) -> pa.Table:
+    return schema.empty_table()
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Return `table` with exactly `schema`'s columns, in order; missing columns become defaults.
+
+    Missing strings become "", numbers 0, maps/lists empty, timestamps null (the store default).
+    """
+    n = table.num_rows
+    cols = []
+    for field in schema:
+        if field.name in table.column_names:
+            col = table.column(field.name)
+            if col.type != field.type:
+                col = col.cast(field.type)
+            cols.append(col)
+        else:
+            cols.append(_default_column(field.type, n))
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def _default_column(typ: pa.DataType, n: int) -> pa.Array:
+    if pa.types.is_string(typ):
+        return pa.array([""] * n, typ)
+    if pa.types.is_integer(typ) or pa.types.is_floating(typ):
+        return pa.array([0] * n, typ)
+    if pa.types.is_boolean(typ):
+        return pa.array([False] * n, typ)
+    if pa.types.is_map(typ) or pa.types.is_list(typ):
+        return pa.array([[]] * n, typ)
+    return pa.nulls(n, typ)

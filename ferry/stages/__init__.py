@@ -1,0 +1,1 @@
+"""Stages: functions over batches run by ferry.runtime.runner (parser, writer; later router, sampler, exporter)."""

@@ -1,0 +1,147 @@
+"""The embedded store: chDB (ClickHouse in-process) on <data_dir>/store, one connection per thread.
+
+Writes are exactly-once per batch id: a redelivered batch already in its table is skipped, and a
+batch found only partly written (a crash between partitions) is deleted and written again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+
+from ferry.bus import codec
+from ferry.config.model import RetentionConfig
+from ferry.errors import RetryableError
+from ferry.store import ddl
+
+log = logging.getLogger("ferry.store")
+
+# Tests flip store failures on and off through this file (a fault switch for reliability tests):
+# while the file named by the variable exists and contains "store", every insert fails.
+FAULTS_ENV = "FERRY_FAULTS_FILE"
+
+
+def _faulty() -> bool:
+    path = os.environ.get(FAULTS_ENV)
+    if not path:
+        return False
+    try:
+        return "store" in Path(path).read_text()
+    except OSError:
+        return False
+
+
+def quote(s: str) -> str:
+    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class ChdbStore:
+    def __init__(self, path: Path, max_memory_bytes: int = 4 * 1024**3) -> None:
+        import chdb  # imported here: `import chdb` briefly changes the working directory
+
+        self._chdb = chdb
+        self.path = Path(path).resolve()
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.max_memory_bytes = max_memory_bytes
+        self._local = threading.local()
+        self._all: list[object] = []
+        self._lock = threading.Lock()
+
+    def conn(self) -> object:
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            c = self._chdb.connect(str(self.path))
+            self._local.conn = c
+            with self._lock:
+                self._all.append(c)
+        return c
+
+    def setup(self, retention: RetentionConfig) -> None:
+        for stmt in ddl.all_statements(retention.logs_days, retention.traces_days, retention.metrics_days):
+            self.conn().query(stmt)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        with self._lock:
+            for c in self._all:
+                try:
+                    c.close()  # type: ignore[attr-defined]
+                except Exception:
+                    pass
+            self._all.clear()
+
+    # --- reads -------------------------------------------------------------------------------
+    def query_bytes(self, sql: str, fmt: str = "JSONEachRow") -> bytes:
+        try:
+            res = self.conn().query(sql, fmt)  # type: ignore[attr-defined]
+        except Exception as e:
+            raise RetryableError(f"store query failed: {e}") from e
+        return res.bytes()
+
+    def query_rows(self, sql: str) -> list[dict[str, object]]:
+        data = self.query_bytes(sql, "JSONEachRow")
+        return [orjson.loads(line) for line in data.splitlines() if line]
+
+    def query_arrow(self, sql: str) -> pa.Table:
+        data = self.query_bytes(sql, "ArrowStream")
+        if not data:
+            return pa.table({})
+        return codec.decode(data)
+
+    # --- writes ------------------------------------------------------------------------------
+    def insert(self, table: str, rows: pa.Table) -> None:
+        if _faulty():
+            raise RetryableError("store unavailable (injected fault)")
+        payload = codec.encode(rows)
+        try:
+            with self.conn().send_insert(f"INSERT INTO {table}", "ArrowStream") as ins:  # type: ignore[attr-defined]
+                ins.append(payload)
+                ins.finish()
+        except Exception as e:
+            raise RetryableError(f"insert into {table} failed: {e}") from e
+
+    def write_batches(self, table: str, batches: Sequence[codec.Batch]) -> tuple[int, int]:
+        """Insert batches into `table` exactly once; returns (rows written, batches skipped as duplicates)."""
+        if _faulty():
+            raise RetryableError("store unavailable (injected fault)")
+        present = self._present(table, batches)
+        fresh: list[pa.Table] = []
+        skipped = 0
+        for b in batches:
+            have = present.get(b.batch_id, 0)
+            if have and have >= b.table.num_rows:
+                skipped += 1
+                continue
+            if have:
+                log.warning("batch %s is partly in %s (%d/%d rows); rewriting it", b.batch_id, table, have, b.table.num_rows)
+                self.conn().query(f"DELETE FROM {table} WHERE BatchId = {quote(b.batch_id)}")  # type: ignore[attr-defined]
+            t = b.table
+            idx = t.schema.get_field_index("BatchId")
+            ids = pa.array([b.batch_id] * t.num_rows, pa.string())
+            fresh.append(t.set_column(idx, "BatchId", ids) if idx >= 0 else t.append_column("BatchId", ids))
+        if not fresh:
+            return 0, skipped
+        rows = pa.concat_tables(fresh, promote_options="none")
+        self.insert(table, rows)
+        return rows.num_rows, skipped
+
+    def _present(self, table: str, batches: Sequence[codec.Batch]) -> dict[str, int]:
+        ids = [b.batch_id for b in batches if b.batch_id]
+        if not ids:
+            return {}
+        lows = [pa.compute.min(b.table.column("IngestTime")).value for b in batches if b.table.num_rows]
+        lows = [v for v in lows if v is not None]
+        since = f" AND IngestTime >= fromUnixTimestamp64Nano({min(lows)})" if lows else ""
+        sql = (
+            f"SELECT BatchId, count() AS n FROM {table} WHERE BatchId IN ({','.join(map(quote, ids))}){since} "
+            "GROUP BY BatchId"
+        )
+        try:
+            return {r["BatchId"]: int(r["n"]) for r in self.query_rows(sql)}  # type: ignore[misc]
+        except RetryableError:
+            raise

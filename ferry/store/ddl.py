@@ -1,0 +1,211 @@
+"""ClickHouse DDL for ferry's tables: the OTel Collector exporter schema plus ferry's columns.
+
+The same statements run on embedded chDB and on a ClickHouse server; only the engine differs.
+"""
+
+from __future__ import annotations
+
+# Word-delimiter tokenisation, applied identically by the index and by queries (see ferry.query.tokens):
+# a split is inserted at lower->Upper, letter->digit and digit->letter boundaries, twice so that
+# overlapping boundaries ("a1b") are all split, then lower-cased; the index splits on non-alphanumerics.
+_SPLIT = r"'([a-z])([A-Z])|([A-Za-z])([0-9])|([0-9])([A-Za-z])', '\\1\\3\\5 \\2\\4\\6'"
+
+
+def normalised(column: str) -> str:
+    """SQL expression the full-text index is built on; queries must search this exact expression."""
+    return f"lower(replaceRegexpAll(replaceRegexpAll({column}, {_SPLIT}), {_SPLIT}))"
+
+
+BODY_TOKENS = normalised("Body")
+
+_FERRY_COLS = """
+    Tenant LowCardinality(String) CODEC(ZSTD(1)),
+    Source LowCardinality(String) CODEC(ZSTD(1)),
+    IngestTime DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+    BatchId String CODEC(ZSTD(1)),
+    INDEX idx_batch BatchId TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_ingest IngestTime TYPE minmax GRANULARITY 1"""
+
+_MAP = "Map(LowCardinality(String), String) CODEC(ZSTD(1))"
+
+_SETTINGS = "SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, fsync_after_insert = 1, fsync_part_directory = 1"
+
+
+def _ttl(column: str, days: int) -> str:
+    return f"TTL toDateTime({column}) + toIntervalDay({days})" if days > 0 else ""
+
+
+def logs(days: int) -> str:
+    return f"""
+CREATE TABLE IF NOT EXISTS otel_logs (
+    Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+    ObservedTimestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    TraceFlags UInt8,
+    SeverityText LowCardinality(String) CODEC(ZSTD(1)),
+    SeverityNumber UInt8,
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    Body String CODEC(ZSTD(1)),
+    ResourceSchemaUrl LowCardinality(String) CODEC(ZSTD(1)),
+    ResourceAttributes {_MAP},
+    ScopeSchemaUrl LowCardinality(String) CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion LowCardinality(String) CODEC(ZSTD(1)),
+    ScopeAttributes {_MAP},
+    LogAttributes {_MAP},{_FERRY_COLS},
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_log_attr_key mapKeys(LogAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_log_attr_value mapValues(LogAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_body {BODY_TOKENS} TYPE text(tokenizer = splitByNonAlpha)
+) ENGINE = MergeTree
+PARTITION BY toStartOfHour(Timestamp)
+ORDER BY (Timestamp)
+{_ttl("Timestamp", days)}
+{_SETTINGS}"""
+
+
+def traces(days: int) -> str:
+    return f"""
+CREATE TABLE IF NOT EXISTS otel_traces (
+    Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    ParentSpanId String CODEC(ZSTD(1)),
+    TraceState String CODEC(ZSTD(1)),
+    SpanName LowCardinality(String) CODEC(ZSTD(1)),
+    SpanKind LowCardinality(String) CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    ResourceAttributes {_MAP},
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    SpanAttributes {_MAP},
+    Duration UInt64 CODEC(ZSTD(1)),
+    StatusCode LowCardinality(String) CODEC(ZSTD(1)),
+    StatusMessage String CODEC(ZSTD(1)),
+    `Events.Timestamp` Array(DateTime64(9)) CODEC(ZSTD(1)),
+    `Events.Name` Array(LowCardinality(String)) CODEC(ZSTD(1)),
+    `Events.Attributes` Array({_MAP.split(" CODEC")[0]}) CODEC(ZSTD(1)),
+    `Links.TraceId` Array(String) CODEC(ZSTD(1)),
+    `Links.SpanId` Array(String) CODEC(ZSTD(1)),
+    `Links.TraceState` Array(String) CODEC(ZSTD(1)),
+    `Links.Attributes` Array({_MAP.split(" CODEC")[0]}) CODEC(ZSTD(1)),{_FERRY_COLS},
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_span_attr_key mapKeys(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_span_attr_value mapValues(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_duration Duration TYPE minmax GRANULARITY 1
+) ENGINE = MergeTree
+PARTITION BY toStartOfHour(Timestamp)
+ORDER BY (ServiceName, SpanName, toDateTime(Timestamp))
+{_ttl("Timestamp", days)}
+{_SETTINGS}"""
+
+
+def trace_id_ts(days: int) -> list[str]:
+    """Trace id -> time range lookup, so a trace fetch reads only the partitions it lives in."""
+    return [
+        f"""
+CREATE TABLE IF NOT EXISTS otel_traces_trace_id_ts (
+    TraceId String CODEC(ZSTD(1)),
+    Start DateTime CODEC(Delta, ZSTD(1)),
+    End DateTime CODEC(Delta, ZSTD(1)),
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.01) GRANULARITY 1
+) ENGINE = MergeTree
+PARTITION BY toDate(Start)
+ORDER BY (TraceId, Start)
+{_ttl("Start", days)}
+SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1""",
+        """
+CREATE MATERIALIZED VIEW IF NOT EXISTS otel_traces_trace_id_ts_mv TO otel_traces_trace_id_ts AS
+SELECT TraceId, min(toDateTime(Timestamp)) AS Start, max(toDateTime(Timestamp)) AS End
+FROM otel_traces WHERE TraceId != '' GROUP BY TraceId""",
+    ]
+
+
+_METRIC_COMMON = f"""
+    ResourceAttributes {_MAP},
+    ResourceSchemaUrl String CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    ScopeAttributes {_MAP},
+    ScopeDroppedAttrCount UInt32 CODEC(ZSTD(1)),
+    ScopeSchemaUrl String CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    MetricName String CODEC(ZSTD(1)),
+    MetricDescription String CODEC(ZSTD(1)),
+    MetricUnit String CODEC(ZSTD(1)),
+    Attributes {_MAP},
+    StartTimeUnix DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+    TimeUnix DateTime64(9) CODEC(Delta(8), ZSTD(1)),"""
+
+_EXEMPLARS = """
+    `Exemplars.FilteredAttributes` Array(Map(LowCardinality(String), String)) CODEC(ZSTD(1)),
+    `Exemplars.TimeUnix` Array(DateTime64(9)) CODEC(ZSTD(1)),
+    `Exemplars.Value` Array(Float64) CODEC(ZSTD(1)),
+    `Exemplars.SpanId` Array(String) CODEC(ZSTD(1)),
+    `Exemplars.TraceId` Array(String) CODEC(ZSTD(1)),"""
+
+_METRIC_IDX = """
+    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_key mapKeys(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_value mapValues(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1"""
+
+_METRIC_SPECIFIC = {
+    "otel_metrics_gauge": f"""
+    Value Float64 CODEC(ZSTD(1)),
+    Flags UInt32 CODEC(ZSTD(1)),{_EXEMPLARS}""",
+    "otel_metrics_sum": f"""
+    Value Float64 CODEC(ZSTD(1)),
+    Flags UInt32 CODEC(ZSTD(1)),{_EXEMPLARS}
+    AggregationTemporality Int32 CODEC(ZSTD(1)),
+    IsMonotonic Bool CODEC(Delta, ZSTD(1)),""",
+    "otel_metrics_histogram": f"""
+    Count UInt64 CODEC(Delta, ZSTD(1)),
+    Sum Float64 CODEC(ZSTD(1)),
+    BucketCounts Array(UInt64) CODEC(ZSTD(1)),
+    ExplicitBounds Array(Float64) CODEC(ZSTD(1)),{_EXEMPLARS}
+    Flags UInt32 CODEC(ZSTD(1)),
+    Min Float64 CODEC(ZSTD(1)),
+    Max Float64 CODEC(ZSTD(1)),
+    AggregationTemporality Int32 CODEC(ZSTD(1)),""",
+    "otel_metrics_exponential_histogram": f"""
+    Count UInt64 CODEC(Delta, ZSTD(1)),
+    Sum Float64 CODEC(ZSTD(1)),
+    Scale Int32 CODEC(ZSTD(1)),
+    ZeroCount UInt64 CODEC(ZSTD(1)),
+    PositiveOffset Int32 CODEC(ZSTD(1)),
+    PositiveBucketCounts Array(UInt64) CODEC(ZSTD(1)),
+    NegativeOffset Int32 CODEC(ZSTD(1)),
+    NegativeBucketCounts Array(UInt64) CODEC(ZSTD(1)),{_EXEMPLARS}
+    Flags UInt32 CODEC(ZSTD(1)),
+    Min Float64 CODEC(ZSTD(1)),
+    Max Float64 CODEC(ZSTD(1)),
+    AggregationTemporality Int32 CODEC(ZSTD(1)),""",
+    "otel_metrics_summary": """
+    Count UInt64 CODEC(Delta, ZSTD(1)),
+    Sum Float64 CODEC(ZSTD(1)),
+    `ValueAtQuantiles.Quantile` Array(Float64) CODEC(ZSTD(1)),
+    `ValueAtQuantiles.Value` Array(Float64) CODEC(ZSTD(1)),
+    Flags UInt32 CODEC(ZSTD(1)),""",
+}
+
+
+def metrics(table: str, days: int) -> str:
+    return f"""
+CREATE TABLE IF NOT EXISTS {table} ({_METRIC_COMMON}{_METRIC_SPECIFIC[table]}{_FERRY_COLS},{_METRIC_IDX}
+) ENGINE = MergeTree
+PARTITION BY toDate(TimeUnix)
+ORDER BY (ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))
+{_ttl("TimeUnix", days)}
+{_SETTINGS}"""
+
+
+def all_statements(logs_days: int, traces_days: int, metrics_days: int) -> list[str]:
+    out = [logs(logs_days), traces(traces_days), *trace_id_ts(traces_days)]
+    out += [metrics(t, metrics_days) for t in _METRIC_SPECIFIC]
+    return out

@@ -1,0 +1,78 @@
+"""ferry's own counters, served at GET /metrics in Prometheus text format.
+
+Every role (receivers, parser workers, writer) runs in its own process; prometheus_client's
+multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by the supervisor) sums them into one page.
+Reason labels take values from fixed sets so that cardinality stays bounded.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+received = Counter("ferry_received_records_total", "Records taken from clients.", ["signal", "receiver"])
+refused = Counter(
+    "ferry_refused_records_total",
+    "Records refused (client told): bad_record, malformed, too_large, backpressure, unavailable.",
+    ["signal", "receiver", "reason"],
+)
+dropped = Counter(
+    "ferry_dropped_records_total",
+    "Records lost with no client to tell (UDP): reason overload, truncated, decode.",
+    ["receiver", "reason"],
+)
+published = Counter("ferry_published_batches_total", "Batches made durable on a topic.", ["topic"])
+bus_duplicates = Counter("ferry_bus_duplicate_batches_total", "Publishes the bus dropped as duplicates.", ["topic"])
+processed = Counter("ferry_stage_records_total", "Records a stage produced.", ["stage"])
+written = Counter("ferry_written_rows_total", "Rows inserted into the store.", ["table"])
+deduplicated = Counter(
+    "ferry_deduplicated_batches_total", "Redelivered batches skipped because the store already had them.", ["table"]
+)
+retried = Counter("ferry_retried_batches_total", "Retries of a failed operation.", ["stage", "reason"])
+spooled = Counter("ferry_spooled_batches_total", "Batches written to the on-disk spool after retries failed.", ["table"])
+unspooled = Counter("ferry_spool_resubmitted_batches_total", "Spooled batches later inserted.", ["table"])
+spool_pending = Gauge("ferry_spool_pending_batches", "Batches waiting in the spool.", multiprocess_mode="livesum")
+insert_seconds = Histogram(
+    "ferry_store_insert_seconds",
+    "Latency of one bulk insert into the store.",
+    ["table"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+class CallbackCollector(Collector):
+    """Gauges computed at scrape time (consumer lag) by the process that serves /metrics."""
+
+    def __init__(self, fn: Callable[[], Iterable[tuple[str, str, dict[str, str], float]]]) -> None:
+        self._fn = fn
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        families: dict[str, GaugeMetricFamily] = {}
+        for name, doc, labels, value in self._fn():
+            fam = families.get(name)
+            if fam is None:
+                fam = families[name] = GaugeMetricFamily(name, doc, labels=list(labels))
+            fam.add_metric(list(labels.values()), value)
+        return list(families.values())
+
+
+def render(extra: Collector | None = None) -> bytes:
+    """The /metrics page: every process's counters plus scrape-time gauges."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        from prometheus_client import REGISTRY as registry  # type: ignore[assignment]
+    if extra is not None:
+        registry.register(extra)
+        try:
+            return generate_latest(registry)
+        finally:
+            registry.unregister(extra)
+    return generate_latest(registry)

@@ -1,0 +1,168 @@
+"""Starts `ferry run` as a subprocess with its own data dir and ports, for tests and benchmarks.
+
+Ports come from 20000–32000 (below the ephemeral range, which collided with NATS once).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+
+def free_port(udp_too: bool = False) -> int:
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        kinds = [socket.SOCK_STREAM] + ([socket.SOCK_DGRAM] if udp_too else [])
+        ok = True
+        for kind in kinds:
+            with socket.socket(socket.AF_INET, kind) as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+        if ok:
+            return port
+    raise RuntimeError("no free port found in 20000-32000")
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+class FerryProcess:
+    def __init__(self, data_dir: Path, config: dict[str, Any] | None = None, env: dict[str, str] | None = None,
+                 workers: int = 1) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        base = {
+            "data_dir": str(self.data_dir),
+            "bus": {"port": free_port(), "monitor_port": free_port()},
+            "receivers": {
+                "otlp": {"grpc": {"port": free_port()}, "http": {"port": free_port()}},
+                "syslog": {"udp_port": (sp := free_port(udp_too=True)), "tcp_port": sp, "batch_wait_s": 0.1},
+            },
+            "api": {"port": free_port()},
+            "writer": {"max_wait_s": 0.3},
+            "parser": {"workers": workers},
+        }
+        self.config = _merge(base, config or {})
+        self.config_path = self.data_dir.parent / f"{self.data_dir.name}.yaml"
+        self.config_path.write_text(yaml.safe_dump(self.config))
+        self.env = dict(os.environ, **(env or {}))
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}.out"
+
+    # addresses
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.config['api']['port']}"
+
+    @property
+    def otlp_http(self) -> str:
+        return f"http://127.0.0.1:{self.config['receivers']['otlp']['http']['port']}"
+
+    @property
+    def otlp_grpc(self) -> str:
+        return f"127.0.0.1:{self.config['receivers']['otlp']['grpc']['port']}"
+
+    @property
+    def syslog_port(self) -> int:
+        return int(self.config["receivers"]["syslog"]["tcp_port"])
+
+    def start(self, timeout: float = 90.0) -> FerryProcess:
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ferry", "run", "--config", str(self.config_path)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ferry exited with {self.proc.returncode}:\n{self.output()}")
+            if "ferry is running" in self.output():
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"ferry not ready after {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 60.0) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL the supervisor; its children die with it (PR_SET_PDEATHSIG)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        time.sleep(0.5)
+
+    # API helpers
+    def get(self, path: str, **params: Any) -> Any:
+        r = httpx.get(self.api + path, params=params, timeout=30)
+        r.raise_for_status()
+        return r.json()
+
+    def search(self, q: str = "", since: str = "1h", limit: int = 1000) -> list[dict[str, Any]]:
+        return self.get("/api/v1/logs", q=q, since=since, limit=limit)["logs"]
+
+    def sql_count(self, table: str) -> int:
+        return int(self.get("/api/v1/status")["stored"].get(table, 0))
+
+    def wait_for(self, fn: Any, timeout: float = 30.0, interval: float = 0.25) -> Any:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            try:
+                last = fn()
+                if last:
+                    return last
+            except (httpx.HTTPError, KeyError):
+                pass
+            time.sleep(interval)
+        raise AssertionError(f"condition not met within {timeout}s (last value {last!r})\n{self.output()[-3000:]}")
+
+    def metrics_text(self) -> str:
+        return httpx.get(self.api + "/metrics", timeout=30).text
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of a /metrics sample over series whose labels include `labels`."""
+        total = 0.0
+        for line in self.metrics_text().splitlines():
+            if not line.startswith(name) or line.startswith("#"):
+                continue
+            head, _, value = line.rpartition(" ")
+            metric_name = head.split("{")[0]
+            if metric_name != name:
+                continue
+            if all(f'{k}="{v}"' in head for k, v in labels.items()):
+                total += float(value)
+        return total
+
+    def __enter__(self) -> FerryProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,135 @@
+"""Real syslog senders — util-linux `logger` and a private rsyslogd — deliver to ferry.
+
+Every line lands parsed (facility, severity, host, app, procid, msgid, structured data, message)
+over UDP and TCP, newline and octet-counted framing; a line that fits no RFC lands intact.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ferry.testing import FerryProcess, free_port
+
+pytestmark = pytest.mark.skipif(shutil.which("logger") is None, reason="util-linux logger not installed")
+
+
+def _logger(ferry: FerryProcess, *args: str) -> None:
+    subprocess.run(["logger", "-n", "127.0.0.1", "-P", str(ferry.syslog_port), *args], check=True, timeout=10)
+
+
+def _one(ferry: FerryProcess, token: str) -> dict:  # type: ignore[type-arg]
+    rows = ferry.wait_for(lambda: ferry.search(token))
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+@pytest.mark.parametrize(
+    "transport",
+    [["-T"], ["-T", "--octet-count"], ["-d"]],
+    ids=["tcp-newline", "tcp-octet-counted", "udp"],
+)
+def test_logger_rfc5424_fields_are_parsed(ferry: FerryProcess, transport: list[str]) -> None:
+    """logger --rfc5424 with SD, msgid and priority lands with every header field parsed."""
+    tok = uuid.uuid4().hex[:12]
+    _logger(
+        ferry, *transport, "--rfc5424", "-p", "local3.err", "-t", "billing", "--id=4242", "--msgid", "PAY01",
+        "--sd-id", "order@32473", "--sd-param", 'id="A-77"', "--sd-param", 'amount="9.50"', f"charge failed {tok}",
+    )
+    r = _one(ferry, tok)
+    assert r["body"] == f"charge failed {tok}"
+    assert r["service"] == "billing" and r["level"] == "ERROR"
+    a = r["attributes"]
+    assert a["syslog.facility"] == "local3" and a["syslog.severity"] == "err"
+    assert a["syslog.procid"] == "4242" and a["syslog.msgid"] == "PAY01"
+    assert a["sd.order@32473.id"] == "A-77" and a["sd.order@32473.amount"] == "9.50"
+    assert a["net.transport"] == ("udp" if transport == ["-d"] else "tcp")
+    assert r["resource"]["host.name"] == socket.gethostname()
+
+
+@pytest.mark.parametrize("transport", [["-T"], ["-d"]], ids=["tcp", "udp"])
+def test_logger_rfc3164_is_parsed(ferry: FerryProcess, transport: list[str]) -> None:
+    """logger --rfc3164 lands with tag, pid, facility and severity."""
+    tok = uuid.uuid4().hex[:12]
+    _logger(ferry, *transport, "--rfc3164", "-p", "auth.warning", "-t", "sshd", "-i", f"Failed password {tok}")
+    r = _one(ferry, tok)
+    assert r["body"] == f"Failed password {tok}"
+    assert r["service"] == "sshd" and r["level"] == "WARN"
+    assert r["attributes"]["syslog.facility"] == "auth" and r["attributes"]["syslog.severity"] == "warning"
+    assert r["attributes"]["syslog.procid"].isdigit()
+
+
+def test_line_fitting_no_rfc_lands_intact(ferry: FerryProcess) -> None:
+    """A line that is neither RFC 5424 nor 3164 is stored whole, with a parse-error attribute."""
+    tok = uuid.uuid4().hex[:12]
+    line = f"<<garbage>> {{json: maybe}} {tok}"
+    with socket.create_connection(("127.0.0.1", ferry.syslog_port)) as s:
+        s.sendall(line.encode() + b"\n")
+    r = _one(ferry, tok)
+    assert r["body"] == line
+    assert r["attributes"]["syslog.parse_error"]
+
+
+def test_many_lines_over_one_tcp_connection_all_land(ferry: FerryProcess) -> None:
+    """5,000 octet-counted lines on one connection all land, none twice."""
+    tok = uuid.uuid4().hex[:12]
+    frames = []
+    for i in range(5000):
+        msg = f"<134>1 2026-11-22T10:00:00.000Z host1 app 1 - - line {i} {tok}".encode()
+        frames.append(str(len(msg)).encode() + b" " + msg)
+    with socket.create_connection(("127.0.0.1", ferry.syslog_port)) as s:
+        s.sendall(b"".join(frames))
+    n = ferry.wait_for(lambda: (c := len(ferry.search(tok, since="30d", limit=10000))) == 5000 and c, timeout=60)
+    assert n == 5000
+
+
+@pytest.mark.skipif(shutil.which("rsyslogd") is None, reason="rsyslog not installed")
+def test_rsyslog_forwarding_lands(ferry: FerryProcess, tmp_path: Path) -> None:
+    """A real rsyslogd relays lines to ferry over TCP (octet-counted RFC 5424) and over UDP."""
+    in_port = free_port()
+    tok = uuid.uuid4().hex[:12]
+    conf = tmp_path / "rsyslog.conf"
+    work = tmp_path / "work"
+    work.mkdir()
+    conf.write_text(
+        f"""global(workDirectory="{work}")
+module(load="imtcp")
+input(type="imtcp" port="{in_port}" address="127.0.0.1" ruleset="fwd")
+ruleset(name="fwd") {{
+  action(type="omfwd" target="127.0.0.1" port="{ferry.syslog_port}" protocol="tcp"
+         template="RSYSLOG_SyslogProtocol23Format" TCP_Framing="octet-counted")
+  action(type="omfwd" target="127.0.0.1" port="{ferry.syslog_port}" protocol="udp"
+         template="RSYSLOG_TraditionalForwardFormat")
+}}
+"""
+    )
+    proc = subprocess.Popen(["rsyslogd", "-n", "-f", str(conf), "-i", str(tmp_path / "rsyslog.pid")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", in_port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "rsyslogd did not start"
+                assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
+                time.sleep(0.1)
+        subprocess.run(["logger", "-n", "127.0.0.1", "-P", str(in_port), "-T", "--rfc5424", "-p", "daemon.notice",
+                        "-t", "relayed", f"via rsyslog {tok}"], check=True, timeout=10)
+        rows = ferry.wait_for(lambda: (r := ferry.search(tok)) and len(r) >= 2 and r, timeout=30)
+        formats = sorted(r["attributes"].get("syslog.format") for r in rows)
+        assert formats == ["rfc3164", "rfc5424"]
+        for r in rows:
+            assert r["body"].strip() == f"via rsyslog {tok}"
+            assert r["service"] == "relayed"
+            assert r["attributes"]["syslog.facility"] == "daemon" and r["attributes"]["syslog.severity"] == "notice"
+    finally:
+        proc.terminate()
+        proc.wait(10)
