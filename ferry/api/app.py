@@ -18,7 +18,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ferry.errors import BadRequest, FerryError
-from ferry.query import logs_sql, metrics as metrics_q, traces as traces_q
+from ferry.query import logs_sql
+from ferry.query import metrics as metrics_q
+from ferry.query import traces as traces_q
+from ferry.query.tail import compile_tail
 from ferry.query.timerange import parse_since, parse_time
 from ferry.receivers._status import status_of
 from ferry.store.chdb_store import ChdbStore
@@ -89,7 +92,7 @@ def build_app(store: ChdbStore, lag: Callable[[], Any] | None = None) -> Starlet
         after = request.query_params.get("after")
         cursor = int(after) if after and after.isdigit() else time.time_ns() - 10_000_000_000
         limit = _limit(request, 1000)
-        sql = logs_sql.compile_tail(q, after_ingest_ns=cursor, limit=limit, columns=LOG_COLUMNS)
+        sql = compile_tail(q, after_ingest_ns=cursor, limit=limit, columns=LOG_COLUMNS)
         found = await rows(sql)
         if found:
             cursor = max(int(r["ingest_ns"]) for r in found)

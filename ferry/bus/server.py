@@ -16,6 +16,7 @@ import httpx
 
 from ferry.config.model import BusConfig
 from ferry.errors import ConfigError, RetryableError
+from ferry.runtime.procs import die_with_parent
 
 
 def binary() -> str:
@@ -67,7 +68,9 @@ class NatsServer:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # Own session: a Ctrl-C in the terminal reaches ferry, which stops the bus last, in order.
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         self.wait_ready(timeout)
 

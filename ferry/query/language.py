@@ -1,18 +1,6 @@
 """The log search language an operator types, e.g. `PaymentService level:error -"health check"`.
 
-Parses a query string into a small AST of frozen dataclasses; logs_sql compiles that AST to SQL.
-
-Grammar (keywords are upper-case; `-x` is `NOT x`; juxtaposition is AND):
-
-    query    := [and_expr] END
-    and_expr := or_expr { ["AND"] or_expr }
-    or_expr  := unary { "OR" unary }
-    unary    := ("NOT" | "-") unary | primary
-    primary  := "(" and_expr ")" | PHRASE | FIELD | WORD
-
-OR binds tighter than AND, so `svc level:error OR level:warn` means svc AND (error OR warn).
-A FIELD is `key:value`, `key:"quoted value"`, `key:prefix*`, `key:*` (present) or
-`key:>=n` / `key:>n` / `key:<=n` / `key:<n`; `body:` turns its value into a WORD or PHRASE.
+parse() turns a query string into a small AST of frozen dataclasses; logs_sql compiles that to SQL.
 """
 
 from __future__ import annotations
@@ -23,6 +11,20 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ferry.errors import BadRequest
+
+# Grammar (keywords are upper-case; juxtaposition is AND; `-x` is `NOT x` when x starts with a
+# letter, digit, `"`, `(`, `_` or `@`, so `->` or `--` are searched for instead):
+#
+#     query    := [and_expr] END
+#     and_expr := or_expr { ["AND"] or_expr }
+#     or_expr  := unary { "OR" unary }
+#     unary    := ("NOT" | "-") unary | primary
+#     primary  := "(" and_expr ")" | PHRASE | FIELD | WORD
+#
+# OR binds tighter than AND, so `svc level:error OR level:warn` means svc AND (error OR warn).
+# A FIELD is `key:value`, `key:"quoted value"`, `key:prefix*`, `key:*` (present) or
+# `key:>=n` / `key:>n` / `key:<=n` / `key:<n`; `body:` turns its value into a WORD or PHRASE.
+# A WORD ending in `*` leaves its last token open; a lone `*` matches everything.
 
 FieldOp = Literal["=", "prefix", "exists", ">", ">=", "<", "<="]
 COMPARISONS: tuple[FieldOp, ...] = (">=", "<=", ">", "<")
@@ -35,27 +37,28 @@ MAX_DEPTH = 32
 
 LEVEL_KEYS = frozenset({"level", "severity"})
 
-# Severity names an operator may type -> (alias group, first SeverityNumber of its OTel range).
-# Syslog names fold into the OTel ranges the way the OTel log data model maps them.
-LEVELS: dict[str, tuple[str, int]] = {
-    "trace": ("trace", 1),
-    "debug": ("debug", 5),
-    "dbg": ("debug", 5),
-    "info": ("info", 9),
-    "information": ("info", 9),
-    "informational": ("info", 9),
-    "notice": ("notice", 9),
-    "warn": ("warn", 13),
-    "warning": ("warn", 13),
-    "error": ("error", 17),
-    "err": ("error", 17),
-    "crit": ("critical", 21),
-    "critical": ("critical", 21),
-    "alert": ("alert", 21),
-    "emerg": ("emergency", 21),
-    "emergency": ("emergency", 21),
-    "fatal": ("fatal", 21),
-    "panic": ("fatal", 21),
+# Severity names an operator may type -> (alias group, SeverityNumber range). The syslog names
+# carry the single number ferry's syslog parser gives them (crit is ERROR2, 18), so `level:crit`
+# finds syslog lines even though their SeverityText reads ERROR.
+LEVELS: dict[str, tuple[str, int, int]] = {
+    "trace": ("trace", 1, 4),
+    "debug": ("debug", 5, 8),
+    "dbg": ("debug", 5, 8),
+    "info": ("info", 9, 12),
+    "information": ("info", 9, 12),
+    "informational": ("info", 9, 12),
+    "notice": ("notice", 10, 10),
+    "warn": ("warn", 13, 16),
+    "warning": ("warn", 13, 16),
+    "error": ("error", 17, 20),
+    "err": ("error", 17, 20),
+    "crit": ("critical", 18, 18),
+    "critical": ("critical", 18, 18),
+    "alert": ("alert", 19, 19),
+    "emerg": ("emergency", 21, 21),
+    "emergency": ("emergency", 21, 21),
+    "fatal": ("fatal", 21, 24),
+    "panic": ("fatal", 21, 24),
 }
 
 
@@ -85,6 +88,8 @@ class Field:
 
 @dataclass(frozen=True)
 class Not:
+    """The operand does not hold."""
+
     operand: Node
 
 
@@ -97,6 +102,8 @@ class And:
 
 @dataclass(frozen=True)
 class Or:
+    """At least one operand holds."""
+
     operands: tuple[Node, ...]
 
 
@@ -112,6 +119,7 @@ _Kind = Literal["(", ")", "-", "NOT", "AND", "OR", "WORD", "PHRASE", "FIELD", "E
 # letter, `_` or `@` so clock times (12:30:01) and the like stay free words.
 _KEY_RE = re.compile(r"[A-Za-z_@][A-Za-z0-9_.\-/@]*")
 _STOP = frozenset('()"')
+_KEYWORDS: dict[str, _Kind] = {"NOT": "NOT", "AND": "AND", "OR": "OR"}
 _NUMBER_RE = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
 
@@ -164,17 +172,14 @@ class _Lexer:
             if text == "":
                 raise _error(start, 'empty phrase ""; put text between the quotes')
             return _Tok("PHRASE", start, q[start : self.i], Phrase(text))
-        if ch == "-":
-            nxt = q[start + 1] if start + 1 < len(q) else ""
-            if nxt == "" or nxt.isspace() or nxt == ")":
-                raise _error(start + 1, "expected a term after '-' (quote it to search for '-')")
+        if ch == "-" and start + 1 < len(q) and _negatable(q[start + 1]):
             self.i += 1
             return _Tok("-", start, "-")
         while self.i < len(q) and not q[self.i].isspace() and q[self.i] not in _STOP:
             self.i += 1
         word = q[start : self.i]
-        if word == "NOT" or word == "AND" or word == "OR":
-            return _Tok(word, start, word)
+        if word in _KEYWORDS:
+            return _Tok(_KEYWORDS[word], start, word)
         if word == "*":
             return _Tok("WORD", start, word, And(()))
         key_m = _KEY_RE.match(word)
@@ -229,8 +234,13 @@ class _Lexer:
             _check_comparable(key, rest, value_pos)
         text = q[start : self.i]
         if key.lower() == "body":
-            return _Tok("FIELD", start, text, _body_node(op, rest, quoted, value_pos))
+            return _Tok("FIELD", start, text, _body_node(op, rest, quoted))
         return _Tok("FIELD", start, text, Field(key, op, rest))
+
+
+def _negatable(ch: str) -> bool:
+    """Whether `-` followed by `ch` negates; otherwise (`->`, `--`, a lone `-`) it is searched for."""
+    return ch in '"(_@' or ch.isalnum() or not (ch.isascii() or ch.isspace())
 
 
 def _check_comparable(key: str, value: str, pos: int) -> None:
@@ -243,7 +253,7 @@ def _check_comparable(key: str, value: str, pos: int) -> None:
         raise _error(pos, f"expected {want}, found {value!r}")
 
 
-def _body_node(op: FieldOp, value: str, quoted: bool, pos: int) -> Node:
+def _body_node(op: FieldOp, value: str, quoted: bool) -> Node:
     if op == "exists":
         return Field("body", "exists", "")
     if value == "":
@@ -279,7 +289,9 @@ class _Parser:
         if self.tok.kind != "END":
             if self.tok.kind == ")":
                 raise _error(self.tok.pos, "unexpected ')' with no matching '('")
-            raise _error(self.tok.pos, f"expected a term, AND, OR or end of query, found {_describe(self.tok)}")
+            raise _error(
+                self.tok.pos, f"expected a term, AND, OR or end of query, found {_describe(self.tok)}"
+            )
         return node
 
     def _and(self) -> Node:
@@ -321,7 +333,8 @@ class _Parser:
             node = self._and()
             if self.tok.kind != ")":
                 raise _error(
-                    self.tok.pos, f"expected ')' to close '(' at position {tok.pos}, found {_describe(self.tok)}"
+                    self.tok.pos,
+                    f"expected ')' to close '(' at position {tok.pos}, found {_describe(self.tok)}",
                 )
             self.k += 1
             self.depth -= 1

@@ -52,7 +52,7 @@ _GROUP_COLUMNS = {
 }
 
 _INT64_MAX = 2**63 - 1
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\\']")
+_ESCAPED = re.compile(r"[\x00-\x1f\x7f\\']")
 
 
 def sql_string(value: str) -> str:
@@ -62,7 +62,7 @@ def sql_string(value: str) -> str:
         ch = m.group()
         return "\\" + ch if ch in "\\'" else f"\\x{ord(ch):02X}"
 
-    return "'" + _CONTROL.sub(esc, value) + "'"
+    return "'" + _ESCAPED.sub(esc, value) + "'"
 
 
 def _string_array(values: list[str]) -> str:
@@ -115,20 +115,22 @@ def _level(op: FieldOp, value: str) -> str:
     if op == "=":
         if v not in LEVELS:
             return f"({text} = {sql_string(v)})"
-        group, lo = LEVELS[v]
-        names = [n for n, (g, _) in LEVELS.items() if g == group]
-        by_text = f"{text} IN ({', '.join(sql_string(n) for n in names)})"
-        if group in ("trace", "debug", "info", "warn", "error", "fatal"):
-            # OTLP senders may set only the number; fall back to its range when the text is empty.
-            return f"({by_text} OR (SeverityText = '' AND SeverityNumber BETWEEN {lo} AND {lo + 3}))"
-        return f"({by_text})"
-    # A level name stands for its whole OTel range (WARN is 13..16): `> warn` starts above it.
+        group, lo, hi = LEVELS[v]
+        names = [n for n, (g, _, _) in LEVELS.items() if g == group]
+        # Either field may be the one a sender filled in (OTLP often sets only the number, syslog
+        # text says ERROR for crit), so a row matches on its text or on its number.
+        return (
+            f"({text} IN ({', '.join(sql_string(n) for n in names)}) OR SeverityNumber BETWEEN {lo} AND {hi})"
+        )
+    # A level name stands for its whole range (WARN is 13..16), so `> warn` starts above 16.
+    threshold: float
     if v in LEVELS:
-        lo = LEVELS[v][1]
-        threshold = {">=": lo, ">": lo + 3, "<=": lo + 3, "<": lo}[op]
+        _, lo, hi = LEVELS[v]
+        threshold = {">=": lo, ">": hi, "<=": hi, "<": lo}[op]
     else:
         threshold = float(value)
-    names = [n for n, (_, nlo) in LEVELS.items() if _compare(nlo, op, threshold)]
+    # Rows with no number are ranked by their text, each name counting as the start of its range.
+    names = [n for n, (_, nlo, _) in LEVELS.items() if _compare(nlo, op, threshold)]
     by_text = f"{text} IN ({', '.join(sql_string(n) for n in names)})" if names else "0"
     return f"if(SeverityNumber > 0, SeverityNumber {op} {threshold!r}, {by_text})"
 

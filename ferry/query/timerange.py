@@ -58,9 +58,7 @@ def parse_time(s: str) -> int:
             if whole < bound:
                 return _check(s, whole * scale)
         return _check(s, whole)
-    raise BadRequest(
-        f"bad time {s!r}: expected RFC 3339 (2024-05-01T12:00:00Z) or unix seconds, ms or ns"
-    )
+    raise BadRequest(f"bad time {s!r}: expected RFC 3339 (2024-05-01T12:00:00Z) or unix seconds, ms or ns")
 
 
 def _rfc3339(s: str, m: re.Match[str]) -> int:

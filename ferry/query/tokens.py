@@ -44,7 +44,3 @@ def interior_tokens(text: str) -> list[str]:
     """
     norm = normalise(text)
     return [m.group() for m in TOKEN_RE.finditer(norm) if m.start() > 0 and m.end() < len(norm)]
-
-
-def is_token_char(ch: str) -> bool:
-    return ch.isascii() and ch.isalnum() or not ch.isascii()

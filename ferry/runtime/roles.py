@@ -27,6 +27,15 @@ def _bus_url(cfg: FerryConfig) -> str:
     return cfg.bus.url or f"nats://127.0.0.1:{cfg.bus.port}"
 
 
+async def _close_bus(nc: object) -> None:
+    # Not nc.drain(): with pull subscriptions it waits out its 30 s timeout. Acks are already sent.
+    try:
+        await nc.flush(timeout=2)  # type: ignore[attr-defined]
+    except Exception:
+        pass
+    await nc.close()  # type: ignore[attr-defined]
+
+
 def _stop_event() -> asyncio.Event:
     ev = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -96,7 +105,7 @@ async def run_ingest(cfg: FerryConfig) -> None:
         await batcher.stop()
     await asyncio.gather(*tasks, return_exceptions=True)
     await monitor.stop()
-    await nc.drain()
+    await _close_bus(nc)
 
 
 async def run_parser(cfg: FerryConfig) -> None:
@@ -111,7 +120,7 @@ async def run_parser(cfg: FerryConfig) -> None:
     readiness.mark("parser")
     await stop.wait()
     await runner.stop()
-    await nc.drain()
+    await _close_bus(nc)
 
 
 async def run_store(cfg: FerryConfig) -> None:
@@ -164,7 +173,7 @@ async def run_store(cfg: FerryConfig) -> None:
     for t in (spool_task, lag_task):
         t.cancel()
     await asyncio.gather(api_task, return_exceptions=True)
-    await nc.drain()
+    await _close_bus(nc)
     store.close()
 
 

@@ -7,7 +7,6 @@ finish their batches, writers drain into the store, and the bus goes last.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
 import shutil
 import signal
@@ -22,16 +21,8 @@ from ferry.bus.server import NatsServer
 from ferry.config.model import FerryConfig
 from ferry.errors import RetryableError
 from ferry.runtime.lock import DataDirLock
+from ferry.runtime.procs import die_with_parent
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    # A SIGKILLed supervisor must not leave children holding the store or the ports.
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
 
 
 @dataclass
@@ -92,7 +83,7 @@ class Supervisor:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         c.started_at = time.monotonic()
 

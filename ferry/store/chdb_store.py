@@ -14,6 +14,7 @@ from pathlib import Path
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ferry.bus import codec
 from ferry.config.model import RetentionConfig
@@ -134,7 +135,7 @@ class ChdbStore:
         ids = [b.batch_id for b in batches if b.batch_id]
         if not ids:
             return {}
-        lows = [pa.compute.min(b.table.column("IngestTime")).value for b in batches if b.table.num_rows]
+        lows = [pc.min(b.table.column("IngestTime")).value for b in batches if b.table.num_rows]
         lows = [v for v in lows if v is not None]
         since = f" AND IngestTime >= fromUnixTimestamp64Nano({min(lows)})" if lows else ""
         sql = (

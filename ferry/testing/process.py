@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 import yaml
 
+from ferry.runtime.procs import die_with_parent
+
 
 def free_port(udp_too: bool = False) -> int:
     for _ in range(200):
@@ -89,6 +91,7 @@ class FerryProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=self.env,
+            preexec_fn=die_with_parent,  # a killed test run must not leave ferry running
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

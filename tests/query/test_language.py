@@ -49,6 +49,10 @@ def test_negation_forms() -> None:
     assert parse("-(a OR b)") == Not(Or((Word("a"), Word("b"))))
     assert parse("Wi-Fi") == Word("Wi-Fi")
     assert parse("NOT -x") == Not(Not(Word("x")))
+    assert parse("-5") == Not(Word("5"))
+    assert parse("--verbose") == Word("--verbose")
+    assert parse("a -> b") == And((Word("a"), Word("->"), Word("b")))
+    assert parse("a - b") == And((Word("a"), Word("-"), Word("b")))
 
 
 def test_lowercase_keywords_are_words() -> None:
@@ -108,7 +112,7 @@ def test_prefix_word() -> None:
         ("a OR", 4, "expected a term after OR, found end of query"),
         ("OR a", 0, "expected a term, found 'OR'"),
         ("NOT", 3, "expected a term after NOT"),
-        ("a - b", 3, "expected a term after '-'"),
+        ("-OR a", 1, "expected a term after '-', found 'OR'"),
         ('say "hello', 4, "unterminated quoted string"),
         ("()", 1, "expected a term inside"),
         ("service: x", 8, "expected a value after 'service:'"),
@@ -179,8 +183,18 @@ def test_parse_time() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "yesterday", "2024-13-01T00:00:00Z", "2024-02-30", "2024-05-01T25:00:00Z", "2024-05-01T12:00:00",
-     "1969-12-31T23:59:59Z", "-5", "2024-05-01T12:00:00+24:00", "99999999999999999999"],
+    [
+        "",
+        "yesterday",
+        "2024-13-01T00:00:00Z",
+        "2024-02-30",
+        "2024-05-01T25:00:00Z",
+        "2024-05-01T12:00:00",
+        "1969-12-31T23:59:59Z",
+        "-5",
+        "2024-05-01T12:00:00+24:00",
+        "99999999999999999999",
+    ],
 )
 def test_parse_time_rejects(bad: str) -> None:
     """Malformed, impossible, zone-less or out-of-range times are a BadRequest."""

@@ -1,5 +1,5 @@
-"""Column helpers shared by the OTLP decoders: attribute and AnyValue to strings, ids to hex, lists to Arrow.
-Protobuf attributes and bodies arrive as raw KeyValue/AnyValue bytes and are split in bulk with numpy.
+"""OTLP values to Arrow in bulk: KeyValue/AnyValue bytes to strings, ids to hex, attribute maps.
+Every attribute value becomes a string, so services that disagree on a value's type never break ingest.
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ import base64
 import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -19,11 +18,12 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from ferry.errors import BadRequest
-from ferry.schema.tables import ATTRS, TS
+from ferry.schema.tables import ATTRS
 
-_I64_MAX = np.uint64(2**63 - 1)
-_TAG_1_LEN = 0x0A  # field 1, wire type LEN: KeyValue.key and AnyValue.string_value
-_TAG_2_LEN = 0x12  # field 2, wire type LEN: KeyValue.value
+# Tag bytes: KeyValue.key and AnyValue.string_value (field 1, LEN), KeyValue.value (field 2, LEN),
+# AnyValue.bool_value (2, varint), int_value (3, varint), double_value (4, fixed64).
+_TAG_1_LEN, _TAG_2_LEN = 0x0A, 0x12
+_BOOLS = pa.array(["false", "true"], pa.string())
 Pairs = list[tuple[str, str]]
 
 
@@ -73,145 +73,243 @@ def render(value: Any) -> str:
 # ---- raw KeyValue / AnyValue bytes, split in bulk ----
 
 
-def _varint(data: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Value, width and validity of the (at most 3-byte) varint at each position."""
-    top = len(data) - 1
-    b0, b1, b2 = (data[np.minimum(pos + i, top)].astype(np.int64) for i in range(3))
-    c0 = b0 >> 7
-    c1 = c0 & (b1 >> 7)
-    value = (b0 & 127) | (((b1 & 127) * c0) << 7) | (((b2 & 127) * c1) << 14)
-    return value, 1 + c0 + c1, (c1 & (b2 >> 7)) == 0
+def varint(u8: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, Any, Any]:
+    """Value, width and validity of the (at most 4-byte) varint at each position.
+
+    Width and validity come back as plain 1 and True when every varint is a single byte."""
+    top = len(u8) - 1
+    value = u8[np.minimum(pos, top)].astype(np.int64)
+    more = np.flatnonzero(value >= 128)
+    if not len(more):
+        return value, 1, True
+    # Almost every length and tag fits one byte; only the rest pay for the general case.
+    p = pos[more]
+    acc = value[more] & 127
+    w = np.ones(len(more), dtype=np.int64)
+    live = np.ones(len(more), dtype=bool)
+    for k in range(1, 4):
+        b = u8[np.minimum(p + k, top)].astype(np.int64)
+        acc |= np.where(live, (b & 127) << (7 * k), 0)
+        w += live
+        live &= b >= 128
+    value[more] = acc
+    width = np.ones(len(pos), dtype=np.int64)
+    width[more] = w
+    ok = np.ones(len(pos), dtype=bool)
+    ok[more] = ~live
+    return value, width, ok
 
 
-def _layout(raws: list[bytes]) -> tuple[pa.Buffer, np.ndarray, np.ndarray, np.ndarray]:
-    arr = pa.array(raws, pa.large_binary())
-    bufs = arr.buffers()
-    offs = np.frombuffer(bufs[1], dtype=np.int64, count=len(raws) + 1)
-    data = bufs[2] if bufs[2] is not None else pa.py_buffer(b"")
-    return data, np.frombuffer(data, dtype=np.uint8), offs[:-1], offs[1:]
+@dataclass
+class Blob:
+    """Byte ranges [start[i], end[i]) of one buffer, ordered and disjoint."""
+
+    data: pa.Buffer
+    u8: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+
+    @classmethod
+    def of(cls, raws: list[bytes]) -> Blob:
+        return cls.of_array(pa.array(raws, pa.large_binary()))
+
+    @classmethod
+    def of_array(cls, arr: pa.Array) -> Blob:
+        """The values of a large_binary array (with no offset) as ranges of its data buffer."""
+        bufs = arr.buffers()
+        offs = np.frombuffer(bufs[1], dtype=np.int64, count=len(arr) + 1)
+        data = bufs[2] if bufs[2] is not None and bufs[2].size else pa.py_buffer(b"\0")
+        return cls(data, np.frombuffer(data, dtype=np.uint8), offs[:-1], offs[1:])
+
+    def sub(self, start: np.ndarray, end: np.ndarray) -> Blob:
+        return Blob(self.data, self.u8, start, end)
+
+    def byte(self, pos: np.ndarray) -> np.ndarray:
+        return self.u8[np.minimum(pos, len(self.u8) - 1)]
+
+    def raw(self, i: int) -> bytes:
+        return self.data[int(self.start[i]) : int(self.end[i])].to_pybytes()
+
+    def binary(self) -> pa.Array:
+        n = len(self.start)
+        if n == 0:
+            return pa.array([], pa.large_binary())
+        # Interleave starts and ends so the even elements are the wanted ranges, then gather them.
+        offs = np.empty(2 * n, dtype=np.int64)
+        offs[0::2] = self.start
+        offs[1::2] = self.end
+        wide = pa.Array.from_buffers(pa.large_binary(), 2 * n - 1, [None, pa.py_buffer(offs), self.data])
+        return wide.take(pa.array(np.arange(0, 2 * n - 1, 2)))
+
+    def strings(self) -> pa.Array:
+        picked = self.binary()
+        try:
+            return picked.cast(pa.string())
+        except pa.ArrowInvalid:
+            # Invalid UTF-8 never fails a record: replace the bad bytes, as the JSON side does.
+            return pa.array([b.decode("utf-8", "replace") for b in picked.to_pylist()], pa.string())
 
 
-def _slices(data: pa.Buffer, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
-    """Strings data[starts[i]:ends[i]]; the ranges must be ordered and disjoint."""
-    n = len(starts)
-    if n == 0:
-        return pa.array([], pa.string())
-    # Interleave starts and ends so the even elements are the wanted slices, then gather them.
-    offs = np.empty(2 * n, dtype=np.int64)
-    offs[0::2] = starts
-    offs[1::2] = ends
-    wide = pa.Array.from_buffers(pa.large_binary(), 2 * n - 1, [None, pa.py_buffer(offs), data])
-    picked = wide.take(pa.array(np.arange(0, 2 * n - 1, 2)))
-    try:
-        return picked.cast(pa.large_string()).cast(pa.string())
-    except pa.ArrowInvalid:
-        # Invalid UTF-8 never fails a record: replace the bad bytes, like the JSON side does.
-        return pa.array([b.decode("utf-8", "replace") for b in picked.to_pylist()], pa.string())
+def _merge(base: pa.Array, patches: list[tuple[np.ndarray, pa.Array]]) -> pa.Array:
+    """`base` with the positions of each patch's mask replaced by its values (masks are disjoint)."""
+    patches = [(m, v) for m, v in patches if len(v)]
+    if not patches:
+        return base
+    src = np.arange(len(base))
+    done = len(base)
+    for m, v in patches:
+        src[m] = done + np.arange(len(v))
+        done += len(v)
+    return pa.concat_arrays([base, *(v.cast(pa.string()) for _, v in patches)]).take(pa.array(src))
 
 
-def _patch(arr: pa.Array, bad: np.ndarray, values: list[str]) -> pa.Array:
-    if not values:
-        return arr
-    return pc.replace_with_mask(arr, pa.array(bad), pa.array(values, pa.string()))
+def _varint64(u8: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Value (as int64, two's complement) and width of the varint at each position; width 11 if invalid."""
+    value = np.zeros(len(pos), dtype=np.uint64)
+    width = np.full(len(pos), 11, dtype=np.int64)
+    top = len(u8) - 1
+    for k in range(10):
+        b = u8[np.minimum(pos + k, top)].astype(np.uint64)
+        live = width == 11
+        value |= np.where(live, (b & np.uint64(127)) << np.uint64(7 * k), np.uint64(0))
+        width[live & (b < 128)] = k + 1
+    return value.view(np.int64), width
 
 
-def split_keyvalues(raws: list[bytes]) -> tuple[pa.Array, pa.Array]:
+def _values(blob: Blob, start: np.ndarray, end: np.ndarray, ok: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+    """String form of the AnyValues at [start, end) where `ok`, and a mask of those left to the slow path.
+
+    Strings, ints, doubles, bools and empty values are done in bulk; arrays, kvlists, bytes and odd
+    encodings are not."""
+    tag = blob.byte(start)
+    empty = ok & (start == end)
+    ok = ok & ~empty
+    slen, sw, sok = varint(blob.u8, start + 1)
+    sstart = start + 1 + sw
+    is_str = ok & (tag == _TAG_1_LEN) & sok & (sstart + slen == end)
+    out = blob.sub(np.where(is_str, sstart, end), end).strings()
+    patches = []
+    is_bool = ok & (tag == 0x10) & (start + 2 == end)
+    if is_bool.any():
+        truth = (blob.byte(start[is_bool] + 1) != 0).astype(np.int8)
+        patches.append((is_bool, _BOOLS.take(pa.array(truth))))
+    is_double = ok & (tag == 0x21) & (start + 9 == end)
+    if is_double.any():
+        pos = start[is_double] + 1
+        doubles = np.ascontiguousarray(blob.u8[pos[:, None] + np.arange(8)]).view("<f8").ravel()
+        # Python's repr is the rule (shortest round-trip form); Arrow's float formatting differs.
+        patches.append((is_double, pa.array([repr(d) for d in doubles.tolist()], pa.string())))
+    is_int = ok & (tag == 0x18)
+    if is_int.any():
+        ints, width, fits = varint(blob.u8, start[is_int] + 1)
+        if not np.all(fits):  # negative or large ints: up to 10 bytes
+            ints, width = _varint64(blob.u8, start[is_int] + 1)
+        exact = start[is_int] + 1 + width == end[is_int]
+        is_int[is_int] = exact
+        patches.append((is_int, pa.array(ints[exact])))
+    return _merge(out, patches), ~(empty | is_str | is_bool | is_double | is_int)
+
+
+def split_keyvalues(kvs: Blob) -> tuple[pa.Array, pa.Array]:
     """Keys and string values of serialized KeyValue messages, in order."""
-    data, u8, start, end = _layout(raws)
-    if len(u8) == 0:
-        return pa.array([""] * len(raws), pa.string()), pa.array([""] * len(raws), pa.string())
-    # Fast shape: key (field 1), then value (field 2) holding only string_value, all lengths exact.
-    klen, kw, ok = _varint(u8, start + 1)
+    if len(kvs.start) < 64:
+        return _split(kvs)
+    # Attributes repeat a lot (the same keys, few distinct values), so split each distinct one once.
+    encoded = pc.dictionary_encode(kvs.binary())
+    keys, vals = _split(Blob.of_array(encoded.dictionary))
+    return keys.take(encoded.indices), vals.take(encoded.indices)
+
+
+def _split(kvs: Blob) -> tuple[pa.Array, pa.Array]:
+    start, end = kvs.start, kvs.end
+    # Fast shape: key (field 1), then value (field 2) up to the end; everything else takes the slow path.
+    klen, kw, ok = varint(kvs.u8, start + 1)
     kstart = start + 1 + kw
     kend = kstart + klen
-    vlen, vw, ok2 = _varint(u8, kend + 1)
+    vlen, vw, ok2 = varint(kvs.u8, kend + 1)
     av = kend + 1 + vw
-    slen, sw, ok3 = _varint(u8, av + 1)
-    sstart = av + 1 + sw
-    top = len(u8) - 1
-    good = (
-        ok
-        & ok2
-        & ok3
-        & (u8[np.minimum(start, top)] == _TAG_1_LEN)
-        & (u8[np.minimum(kend, top)] == _TAG_2_LEN)
-        & (u8[np.minimum(av, top)] == _TAG_1_LEN)
-        & (av + vlen == end)
-        & (sstart + slen == end)
-        & (end > start)
-    )
-    bad = ~good
-    keys = _slices(data, start, np.where(good, kend, start))
-    vals = _slices(data, np.where(good, sstart, end), end)
-    if not bad.any():
+    good = ok & ok2 & (kvs.byte(start) == _TAG_1_LEN) & (kvs.byte(kend) == _TAG_2_LEN) & (av + vlen == end)
+    keys = kvs.sub(np.where(good, kstart, start), np.where(good, kend, start)).strings()
+    vals, slow = _values(kvs, np.where(good, av, end), end, good)
+    if not slow.any():
         return keys, vals
     slow_keys, slow_vals = [], []
-    for i in np.flatnonzero(bad).tolist():
+    for i in np.flatnonzero(slow).tolist():
         try:
-            kv = KeyValue.FromString(raws[i])
+            kv = KeyValue.FromString(kvs.raw(i))
         except DecodeError as e:
             raise BadRequest(f"malformed attribute KeyValue: {e}") from None
         slow_keys.append(kv.key)
         slow_vals.append(text(kv.value))
-    return _patch(keys, bad, slow_keys), _patch(vals, bad, slow_vals)
+    return (
+        _merge(keys, [(slow, pa.array(slow_keys, pa.string()))]),
+        _merge(vals, [(slow, pa.array(slow_vals, pa.string()))]),
+    )
 
 
-def anyvalues(raws: list[bytes]) -> pa.Array:
+def anyvalues(values: Blob) -> pa.Array:
     """String form of serialized AnyValue messages (missing -> "")."""
-    data, u8, start, end = _layout(raws)
-    if len(u8) == 0:
-        return pa.array([""] * len(raws), pa.string())
-    slen, sw, ok = _varint(u8, start + 1)
-    sstart = start + 1 + sw
-    empty = end == start
-    good = empty | (ok & (u8[np.minimum(start, len(u8) - 1)] == _TAG_1_LEN) & (sstart + slen == end))
-    bad = ~good
-    out = _slices(data, np.where(good & ~empty, sstart, end), end)
-    if not bad.any():
+    out, slow = _values(values, values.start, values.end, np.ones(len(values.start), dtype=bool))
+    if not slow.any():
         return out
-    slow = []
-    for i in np.flatnonzero(bad).tolist():
+    texts = []
+    for i in np.flatnonzero(slow).tolist():
         try:
-            slow.append(text(AnyValue.FromString(raws[i])))
+            texts.append(text(AnyValue.FromString(values.raw(i))))
         except DecodeError as e:
             raise BadRequest(f"malformed AnyValue: {e}") from None
-    return _patch(out, bad, slow)
+    return _merge(out, [(slow, pa.array(texts, pa.string()))])
+
+
+def hex_ids(ids: Blob, size: int) -> tuple[pa.Array, np.ndarray]:
+    """Lowercase hex of each id ("" for empty) and a mask of ids that are neither empty nor `size` bytes."""
+    lengths = ids.end - ids.start
+    bad = (lengths != 0) & (lengths != size)
+    picked = ids.binary()
+    bufs = picked.buffers()
+    offs = (
+        np.frombuffer(bufs[1], dtype=np.int64, count=len(picked) + 1)
+        if len(picked)
+        else np.zeros(1, np.int64)
+    )
+    used = int(offs[-1])
+    hexed = binascii.hexlify(memoryview(bufs[2])[:used]) if used else b""
+    arr = pa.Array.from_buffers(
+        pa.large_string(), len(picked), [None, pa.py_buffer(offs * 2), pa.py_buffer(hexed)]
+    )
+    return arr.cast(pa.string()), bad
 
 
 def pairs(raws: Sequence[bytes]) -> Pairs:
     """A few raw KeyValues (resource, scope) as (key, value) pairs."""
-    keys, vals = split_keyvalues(list(raws))
-    return list(zip(keys.to_pylist(), vals.to_pylist(), strict=True))
+    if len(raws) > 32:
+        keys, vals = split_keyvalues(Blob.of(list(raws)))
+        return list(zip(keys.to_pylist(), vals.to_pylist(), strict=True))
+    out = []
+    for raw in raws:
+        try:
+            kv = KeyValue.FromString(raw)
+        except DecodeError as e:
+            raise BadRequest(f"malformed attribute KeyValue: {e}") from None
+        out.append((kv.key, text(kv.value)))
+    return out
 
 
-# ---- Arrow building blocks ----
-
-
-def offsets(counts: Sequence[int] | np.ndarray) -> pa.Array:
-    out = np.zeros(len(counts) + 1, dtype=np.int32)
-    np.cumsum(counts, out=out[1:])
-    return pa.array(out)
+# ---- rows ----
 
 
 @dataclass
 class Attrs:
     """Attribute maps of many rows, flattened: `counts[i]` entries per row."""
 
-    counts: Sequence[int] | np.ndarray
+    counts: np.ndarray
     keys: pa.Array
     values: pa.Array
 
-    @classmethod
-    def from_raw(cls, containers: Sequence[Sequence[bytes]]) -> Attrs:
-        keys, values = split_keyvalues(list(chain.from_iterable(containers)))
-        return cls(list(map(len, containers)), keys, values)
-
-    @classmethod
-    def from_lists(cls, counts: list[int], keys: list[str], values: list[str]) -> Attrs:
-        return cls(counts, pa.array(keys, pa.string()), pa.array(values, pa.string()))
-
     def to_map(self) -> pa.Array:
-        return pa.MapArray.from_arrays(offsets(self.counts), self.keys, self.values, type=ATTRS)
+        offsets = np.zeros(len(self.counts) + 1, dtype=np.int32)
+        np.cumsum(self.counts, out=offsets[1:])
+        return pa.MapArray.from_arrays(pa.array(offsets), self.keys, self.values, type=ATTRS)
 
     def with_entry(self, key: str, values: list[str]) -> Attrs:
         """These maps with (key, values[i]) appended to each row whose values[i] is not empty."""
@@ -220,113 +318,41 @@ class Attrs:
             return self
         counts = np.asarray(self.counts, dtype=np.int64)
         total = counts + extra
-        first = np.zeros(len(total), dtype=np.int64)
-        np.cumsum(total[:-1], out=first[1:])
+        first = np.cumsum(total) - total
+        own_first = np.cumsum(counts) - counts
         row = np.repeat(np.arange(len(total)), total)
         local = np.arange(int(total.sum())) - first[row]
-        own_first = np.zeros(len(counts), dtype=np.int64)
-        np.cumsum(counts[:-1], out=own_first[1:])
         added = np.cumsum(extra) - 1
-        # Each output slot reads a row's own entry, or (past the row's own count) its appended one.
-        src = np.where(local < counts[row], own_first[row] + local, len(self.keys) + added[row])
-        new_vals = [v for v in values if v]
-        keys = pa.concat_arrays([self.keys, pa.array([key] * len(new_vals), pa.string())])
-        vals = pa.concat_arrays([self.values, pa.array(new_vals, pa.string())])
-        return Attrs(total, keys.take(pa.array(src)), vals.take(pa.array(src)))
+        # Each output slot reads one of the row's own entries or, past those, the row's new entry.
+        src = pa.array(np.where(local < counts[row], own_first[row] + local, len(self.keys) + added[row]))
+        new = [v for v in values if v]
+        keys = pa.concat_arrays([self.keys, pa.array([key] * len(new), pa.string())])
+        vals = pa.concat_arrays([self.values, pa.array(new, pa.string())])
+        return Attrs(total, keys.take(src), vals.take(src))
 
 
 @dataclass
 class Nested:
     """A list column: `counts[i]` items of `flat` per row."""
 
-    counts: Sequence[int] | np.ndarray
+    counts: np.ndarray
     flat: Any
-
-
-def timestamps(nanos: Sequence[int] | np.ndarray) -> pa.Array:
-    """Unix nanos (fixed64 on the wire) as timestamps; values past year 2262 saturate."""
-    arr = np.minimum(np.asarray(nanos, dtype=np.uint64), _I64_MAX).astype(np.int64)
-    return pa.array(arr).cast(TS)
-
-
-def hex_ids(raws: list[bytes], size: int) -> tuple[pa.Array, np.ndarray]:
-    """Lowercase hex of each id ("" for empty) and a mask of ids that are neither empty nor `size` bytes."""
-    data, _, start, end = _layout(raws)
-    lengths = end - start
-    bad = (lengths != 0) & (lengths != size)
-    hexed = pa.py_buffer(binascii.hexlify(memoryview(data)[: int(end[-1]) if len(end) else 0]))
-    offs = np.concatenate(([0], end * 2)) if len(end) else np.zeros(1, np.int64)
-    arr = pa.Array.from_buffers(pa.large_string(), len(raws), [None, pa.py_buffer(offs), hexed])
-    return arr.cast(pa.string()), bad
-
-
-def rollup(counts: Sequence[int] | np.ndarray, flat_bad: np.ndarray) -> np.ndarray:
-    """Per-row mask: True where any of the row's `counts[i]` flat items is bad."""
-    counts = np.asarray(counts, dtype=np.int64)
-    out = np.zeros(len(counts), dtype=bool)
-    if flat_bad.any():
-        out[np.repeat(np.arange(len(counts)), counts)[flat_bad]] = True
-    return out
-
-
-def column(value: Any, typ: pa.DataType) -> pa.Array:
-    """One Arrow column of type `typ` from a list, array, Attrs or Nested value."""
-    if isinstance(value, pa.Array | pa.ChunkedArray):
-        return value if value.type == typ else value.cast(typ)
-    if isinstance(value, Attrs):
-        return value.to_map()
-    if isinstance(value, Nested):
-        return pa.ListArray.from_arrays(offsets(value.counts), column(value.flat, typ.value_type), type=typ)
-    if pa.types.is_timestamp(typ):
-        return timestamps(value)
-    return pa.array(value, typ)
-
-
-@dataclass
-class Context:
-    """Resource and scope of each (resource, scope) group; rows point at a group."""
-
-    res_attrs: list[Pairs] = field(default_factory=list)
-    res_schema: list[str] = field(default_factory=list)
-    scope_name: list[str] = field(default_factory=list)
-    scope_version: list[str] = field(default_factory=list)
-    scope_attrs: list[Pairs] = field(default_factory=list)
-    scope_dropped: list[int] = field(default_factory=list)
-    scope_schema: list[str] = field(default_factory=list)
-
-    def add(self, res: tuple[Pairs, str], name: str, version: str, attrs: Pairs, dropped: int, schema: str) -> int:
-        self.res_attrs.append(res[0])
-        self.res_schema.append(res[1])
-        self.scope_name.append(name)
-        self.scope_version.append(version)
-        self.scope_attrs.append(attrs)
-        self.scope_dropped.append(dropped)
-        self.scope_schema.append(schema)
-        return len(self.scope_name) - 1
-
-    def columns(self, group: np.ndarray) -> dict[str, pa.Array]:
-        """Context columns for rows whose group indices are `group`."""
-        service = [next((v for k, v in attrs if k == "service.name"), "") for attrs in self.res_attrs]
-        small = {
-            "ResourceAttributes": pa.array(self.res_attrs, ATTRS),
-            "ResourceSchemaUrl": pa.array(self.res_schema, pa.string()),
-            "ServiceName": pa.array(service, pa.string()),
-            "ScopeName": pa.array(self.scope_name, pa.string()),
-            "ScopeVersion": pa.array(self.scope_version, pa.string()),
-            "ScopeAttributes": pa.array(self.scope_attrs, ATTRS),
-            "ScopeDroppedAttrCount": pa.array(self.scope_dropped, pa.uint32()),
-            "ScopeSchemaUrl": pa.array(self.scope_schema, pa.string()),
-        }
-        idx = pa.array(group, pa.int64())
-        return {name: arr.take(idx) for name, arr in small.items()}
 
 
 @dataclass
 class Part:
-    """Rows for one store table, before the ferry columns and rejected rows are dealt with."""
+    """Rows for one store table, before the resource/scope and ferry columns and rejections are applied."""
 
     table: str
-    rows: int
+    group: np.ndarray  # each row's (resource, scope) group
     columns: dict[str, Any]
     bad: dict[str, np.ndarray] = field(default_factory=dict)  # reason -> row mask, in precedence order
     refused: dict[str, int] = field(default_factory=dict)  # rejections that have no row
+
+
+def rollup(counts: np.ndarray, flat_bad: np.ndarray) -> np.ndarray:
+    """Per-row mask: True where any of the row's `counts[i]` flat items is bad."""
+    out = np.zeros(len(counts), dtype=bool)
+    if flat_bad.any():
+        out[np.repeat(np.arange(len(counts)), counts)[flat_bad]] = True
+    return out

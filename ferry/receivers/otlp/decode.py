@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -28,8 +28,9 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 from ferry.errors import BadRequest
 from ferry.receivers.otlp import _json, _logs, _metrics, _traces
-from ferry.receivers.otlp._attributes import Part, column
-from ferry.schema.tables import TABLES, TS
+from ferry.receivers.otlp._attributes import Attrs, Blob, Nested, Part, pairs
+from ferry.receivers.otlp._logs import Fields
+from ferry.schema.tables import ATTRS, TABLES, TS
 
 Format = Literal["protobuf", "json"]
 SOURCE = "otlp"
@@ -57,14 +58,21 @@ class Decoded:
 # Parsing then makes one bytes object per attribute instead of three message wrappers, and
 # _attributes splits those bytes for a whole request at once: most of the decode cost is gone.
 
-_RAW = {".opentelemetry.proto.common.v1.KeyValue", ".opentelemetry.proto.common.v1.AnyValue"}
+_RAW_TYPES = {".opentelemetry.proto.common.v1.KeyValue", ".opentelemetry.proto.common.v1.AnyValue"}
+# Records are scanned in bulk by _logs.Fields, so the parser only has to find where each one is.
+_RAW_FIELDS = {
+    "opentelemetry.proto.logs.v1.ScopeLogs.log_records",
+    "opentelemetry.proto.trace.v1.ScopeSpans.spans",
+    "opentelemetry.proto.metrics.v1.ScopeMetrics.metrics",
+}
 
 
-def _rawify(msg: descriptor_pb2.DescriptorProto) -> None:
+def _rawify(msg: descriptor_pb2.DescriptorProto, scope: str) -> None:
+    name = f"{scope}.{msg.name}"
     for nested in msg.nested_type:
-        _rawify(nested)
+        _rawify(nested, name)
     for f in msg.field:
-        if f.type_name in _RAW:
+        if f.type_name in _RAW_TYPES or f"{name}.{f.name}" in _RAW_FIELDS:
             f.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
             f.ClearField("type_name")
 
@@ -85,7 +93,7 @@ def _shadow_pool() -> descriptor_pool.DescriptorPool:
         mod.DESCRIPTOR.CopyToProto(proto)
         proto.ClearField("service")
         for msg in proto.message_type:
-            _rawify(msg)
+            _rawify(msg, proto.package)
         pool.Add(proto)
     return pool
 
@@ -97,9 +105,36 @@ def _shadow(real: type[Message]) -> type[Message]:
     return message_factory.GetMessageClass(_POOL.FindMessageTypeByName(real.DESCRIPTOR.full_name))
 
 
-_SHADOW_LOGS = _shadow(ExportLogsServiceRequest)
-_SHADOW_TRACES = _shadow(ExportTraceServiceRequest)
-_SHADOW_METRICS = _shadow(ExportMetricsServiceRequest)
+@dataclass(frozen=True)
+class _Signal:
+    request: type[Message]  # the real OTLP request type
+    shadow: type[Message]
+    path: tuple[str, str, str]  # resource -> scope -> record field names
+    record: str  # record message name, for errors
+    unit: str  # what accepted/rejected count
+
+
+_LOGS = _Signal(
+    ExportLogsServiceRequest,
+    _shadow(ExportLogsServiceRequest),
+    ("resource_logs", "scope_logs", "log_records"),
+    "LogRecord",
+    "log records",
+)
+_TRACES = _Signal(
+    ExportTraceServiceRequest,
+    _shadow(ExportTraceServiceRequest),
+    ("resource_spans", "scope_spans", "spans"),
+    "Span",
+    "spans",
+)
+_METRICS = _Signal(
+    ExportMetricsServiceRequest,
+    _shadow(ExportMetricsServiceRequest),
+    ("resource_metrics", "scope_metrics", "metrics"),
+    "Metric",
+    "metric data points",
+)
 
 
 # ---- entry points ----
@@ -110,14 +145,7 @@ def decode_logs(
 ) -> Decoded:
     """Decode an OTLP ExportLogsServiceRequest body into otel_logs rows."""
     now = time.time_ns() if now_ns is None else now_ns
-    return _run(
-        "ExportLogsServiceRequest",
-        fmt,
-        lambda: _logs.build(_logs_rows(payload, fmt), now),
-        "log records",
-        tenant,
-        now,
-    )
+    return _decode(_LOGS, payload, fmt, tenant, now, lambda f, group: [_logs.build(f, group, now)])
 
 
 def decode_traces(
@@ -125,14 +153,7 @@ def decode_traces(
 ) -> Decoded:
     """Decode an OTLP ExportTraceServiceRequest body into otel_traces rows."""
     now = time.time_ns() if now_ns is None else now_ns
-    return _run(
-        "ExportTraceServiceRequest",
-        fmt,
-        lambda: _traces.build(_traces_rows(payload, fmt)),
-        "spans",
-        tenant,
-        now,
-    )
+    return _decode(_TRACES, payload, fmt, tenant, now, lambda f, group: [_traces.build(f, group)])
 
 
 def decode_metrics(
@@ -140,96 +161,137 @@ def decode_metrics(
 ) -> Decoded:
     """Decode an OTLP ExportMetricsServiceRequest body into otel_metrics_* rows."""
     now = time.time_ns() if now_ns is None else now_ns
-    return _run(
-        "ExportMetricsServiceRequest",
-        fmt,
-        lambda: _metrics.build(_metrics_rows(payload, fmt)),
-        "metric data points",
-        tenant,
-        now,
-    )
+    return _decode(_METRICS, payload, fmt, tenant, now, _metrics.build)
 
 
 def logs_from_message(
     req: ExportLogsServiceRequest, *, tenant: str = "default", now_ns: int | None = None
 ) -> Decoded:
-    """Decode an already parsed request (gRPC); passing raw bytes to decode_logs is cheaper."""
+    """Decode an already parsed request (gRPC); handing raw bytes to decode_logs saves a round trip."""
     return decode_logs(req.SerializeToString(), "protobuf", tenant=tenant, now_ns=now_ns)
 
 
 def traces_from_message(
     req: ExportTraceServiceRequest, *, tenant: str = "default", now_ns: int | None = None
 ) -> Decoded:
-    """Decode an already parsed request (gRPC); passing raw bytes to decode_traces is cheaper."""
+    """Decode an already parsed request (gRPC); handing raw bytes to decode_traces saves a round trip."""
     return decode_traces(req.SerializeToString(), "protobuf", tenant=tenant, now_ns=now_ns)
 
 
 def metrics_from_message(
     req: ExportMetricsServiceRequest, *, tenant: str = "default", now_ns: int | None = None
 ) -> Decoded:
-    """Decode an already parsed request (gRPC); passing raw bytes to decode_metrics is cheaper."""
+    """Decode an already parsed request (gRPC); handing raw bytes to decode_metrics saves a round trip."""
     return decode_metrics(req.SerializeToString(), "protobuf", tenant=tenant, now_ns=now_ns)
 
 
 # ---- plumbing ----
 
 
-def _parse(cls: type[Message], payload: bytes) -> Any:
-    try:
-        return cls.FromString(payload)
-    except DecodeError as e:
-        raise BadRequest(str(e) or "malformed protobuf") from None
+class _Group(NamedTuple):
+    res_attrs: list[tuple[str, str]]
+    res_schema: str
+    scope_name: str
+    scope_version: str
+    scope_attrs: list[tuple[str, str]]
+    scope_dropped: int
+    scope_schema: str
 
 
-def _logs_rows(payload: bytes, fmt: Format) -> _logs.LogRows:
-    return _json.logs(payload) if fmt == "json" else _logs.from_proto(_parse(_SHADOW_LOGS, payload))
-
-
-def _traces_rows(payload: bytes, fmt: Format) -> _traces.SpanRows:
-    return _json.traces(payload) if fmt == "json" else _traces.from_proto(_parse(_SHADOW_TRACES, payload))
-
-
-def _metrics_rows(payload: bytes, fmt: Format) -> _metrics.MetricRows:
-    if fmt == "json":
-        return _json.metrics(payload)
-    return _metrics.from_proto(_parse(_SHADOW_METRICS, payload))
-
-
-def _run(
-    request: str, fmt: Format, parts: Callable[[], Part | list[Part]], unit: str, tenant: str, now: int
+def _decode(
+    signal: _Signal,
+    payload: bytes,
+    fmt: Format,
+    tenant: str,
+    now: int,
+    build: Callable[[Fields, np.ndarray], list[Part]],
 ) -> Decoded:
     if fmt not in ("protobuf", "json"):
         raise ValueError(f"unknown OTLP format {fmt!r}")
     wire = "OTLP/JSON" if fmt == "json" else "OTLP/protobuf"
     try:
-        made = parts()
-        return _finish(made if isinstance(made, list) else [made], unit, tenant, now)
-    except BadRequest as e:
-        raise BadRequest(f"invalid {wire} {request}: {e}") from None
-
-
-def _assemble(part: Part, tenant: str, now: int) -> pa.Table:
-    schema = TABLES[part.table]
-    n = part.rows
-    ferry = {
-        "Tenant": pa.repeat(pa.scalar(tenant, pa.string()), n),
-        "Source": pa.repeat(pa.scalar(SOURCE, pa.string()), n),
-        "IngestTime": pa.repeat(pa.scalar(now, TS), n),
-        "BatchId": pa.repeat(pa.scalar("", pa.string()), n),
-    }
-    arrays = []
-    for f in schema:
-        if f.name in ferry:
-            arrays.append(ferry[f.name])
-            continue
+        if fmt == "json":
+            payload = _json.to_protobuf(payload, signal.request.DESCRIPTOR)
         try:
-            arrays.append(column(part.columns[f.name], f.type))
-        except (pa.ArrowException, OverflowError, TypeError, ValueError) as e:
-            raise BadRequest(f"bad value for {f.name}: {e}") from None
-    return pa.Table.from_arrays(arrays, schema=schema)
+            req = signal.shadow.FromString(payload)
+        except DecodeError as e:
+            raise BadRequest(str(e) or "malformed protobuf") from None
+        groups, group, records = _walk(req, signal.path)
+        parts = build(Fields(Blob.of(records), signal.record), group)
+        return _finish(parts, groups, signal.unit, tenant, now)
+    except BadRequest as e:
+        raise BadRequest(f"invalid {wire} {signal.request.DESCRIPTOR.name}: {e}") from None
 
 
-def _finish(parts: list[Part], unit: str, tenant: str, now: int) -> Decoded:
+def _walk(req: Any, path: tuple[str, str, str]) -> tuple[list[_Group], np.ndarray, list[bytes]]:
+    """Resource/scope groups, each record's group, and the records' raw bytes."""
+    outer, inner, items = path
+    groups: list[_Group] = []
+    per_group: list[int] = []
+    records: list[bytes] = []
+    for r in getattr(req, outer):
+        res = (pairs(r.resource.attributes), r.schema_url)
+        for s in getattr(r, inner):
+            sc = s.scope
+            groups.append(
+                _Group(
+                    *res, sc.name, sc.version, pairs(sc.attributes), sc.dropped_attributes_count, s.schema_url
+                )
+            )
+            raws = getattr(s, items)
+            per_group.append(len(raws))
+            records.extend(raws)
+    return groups, np.repeat(np.arange(len(groups)), per_group), records
+
+
+def _context(groups: list[_Group], group: np.ndarray) -> dict[str, pa.Array]:
+    """Resource and scope columns for rows whose groups are `group`."""
+    service = [next((v for k, v in g.res_attrs if k == "service.name"), "") for g in groups]
+    small = {
+        "ResourceAttributes": pa.array([g.res_attrs for g in groups], ATTRS),
+        "ResourceSchemaUrl": pa.array([g.res_schema for g in groups], pa.string()),
+        "ServiceName": pa.array(service, pa.string()),
+        "ScopeName": pa.array([g.scope_name for g in groups], pa.string()),
+        "ScopeVersion": pa.array([g.scope_version for g in groups], pa.string()),
+        "ScopeAttributes": pa.array([g.scope_attrs for g in groups], ATTRS),
+        "ScopeDroppedAttrCount": pa.array([g.scope_dropped for g in groups], pa.uint32()),
+        "ScopeSchemaUrl": pa.array([g.scope_schema for g in groups], pa.string()),
+    }
+    idx = pa.array(group, pa.int64())
+    return {name: arr.take(idx) for name, arr in small.items()}
+
+
+def _column(value: Any, typ: pa.DataType) -> pa.Array:
+    """One Arrow column of type `typ` from an array, numpy array, Attrs or Nested value."""
+    if isinstance(value, pa.Array):
+        return value if value.type == typ else value.cast(typ)
+    if isinstance(value, Attrs):
+        return value.to_map()
+    if isinstance(value, Nested):
+        offsets = np.zeros(len(value.counts) + 1, dtype=np.int32)
+        np.cumsum(value.counts, out=offsets[1:])
+        return pa.ListArray.from_arrays(pa.array(offsets), _column(value.flat, typ.value_type), type=typ)
+    arr = np.asarray(value)
+    if pa.types.is_timestamp(typ):
+        # fixed64 nanos past year 2262 do not fit the store's int64; they saturate.
+        if arr.dtype == np.uint64:
+            arr = np.minimum(arr, np.uint64(2**63 - 1))
+        return pa.array(arr.astype(np.int64)).cast(typ)
+    return pa.array(arr, typ)
+
+
+def _assemble(part: Part, groups: list[_Group], tenant: str, now: int) -> pa.Table:
+    n = len(part.group)
+    columns = {**_context(groups, part.group), **part.columns}
+    columns["Tenant"] = pa.repeat(pa.scalar(tenant, pa.string()), n)
+    columns["Source"] = pa.repeat(pa.scalar(SOURCE, pa.string()), n)
+    columns["IngestTime"] = pa.repeat(pa.scalar(now, TS), n)
+    columns["BatchId"] = pa.repeat(pa.scalar("", pa.string()), n)
+    schema = TABLES[part.table]
+    return pa.Table.from_arrays([_column(columns[f.name], f.type) for f in schema], schema=schema)
+
+
+def _finish(parts: list[Part], groups: list[_Group], unit: str, tenant: str, now: int) -> Decoded:
     pieces: dict[str, list[pa.Table]] = {}
     reasons: Counter[str] = Counter()
     accepted = rejected = 0
@@ -237,9 +299,8 @@ def _finish(parts: list[Part], unit: str, tenant: str, now: int) -> Decoded:
         for reason, count in part.refused.items():
             reasons[reason] += count
             rejected += count
-        if part.rows == 0:
-            continue
-        refused = np.zeros(part.rows, dtype=bool)
+        rows = len(part.group)
+        refused = np.zeros(rows, dtype=bool)
         for reason, mask in part.bad.items():
             # A record is counted once, under the first reason that applies to it.
             count = int((mask & ~refused).sum())
@@ -248,16 +309,18 @@ def _finish(parts: list[Part], unit: str, tenant: str, now: int) -> Decoded:
             refused |= mask
         n_bad = int(refused.sum())
         rejected += n_bad
-        accepted += part.rows - n_bad
-        if n_bad == part.rows:
+        accepted += rows - n_bad
+        if n_bad == rows:
             continue
-        table = _assemble(part, tenant, now)
+        table = _assemble(part, groups, tenant, now)
         if n_bad:
             table = table.filter(pa.array(~refused))
         pieces.setdefault(part.table, []).append(table)
     tables = {name: ts[0] if len(ts) == 1 else pa.concat_tables(ts) for name, ts in pieces.items()}
     message = ""
     if rejected:
-        detail = "; ".join(f"{count} {reason}: {_EXPLAIN.get(reason, reason)}" for reason, count in reasons.items())
+        detail = "; ".join(
+            f"{count} {reason}: {_EXPLAIN.get(reason, reason)}" for reason, count in reasons.items()
+        )
         message = f"rejected {rejected} of {accepted + rejected} {unit} ({detail})"
     return Decoded(tables, accepted, rejected, dict(reasons), message)

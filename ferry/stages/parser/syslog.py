@@ -31,10 +31,10 @@ _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 # A TAG word: app names such as `sshd(pam_unix)`, `postfix/smtpd` or `rpc.statd` are allowed, but
 # not the brackets and colon that delimit PID and message.
 _W = r"[^\s\[\]:]+"
-# Three ways past the timestamp, tried in order:
+# The ways past the timestamp, tried in order:
 #   a  no HOSTNAME: the first token is itself `TAG:` or `TAG[PID]:` (host comes from the peer);
-#   b  HOSTNAME TAG[PID]: where TAG may be two words (`-- root[2421]:` from login), or
-#      HOSTNAME TAG: where TAG may carry a version (`syslogd 1.4.1:` from sysklogd);
+#   b  HOSTNAME TAG[PID]: where TAG may be two words (`-- root[2421]:` from login);
+#   c  HOSTNAME TAG: where TAG may carry a version (`syslogd 1.4.1:` from sysklogd);
 #   d  HOSTNAME MSG with no recognisable TAG, only accepted when a PRI is present (checked later),
 #      since without PRI a leading date alone is too weak a sign that a line is syslog.
 # Only the header is captured (MSG is whatever follows `head`): capture groups are the slow part
@@ -128,7 +128,10 @@ def parse_syslog(raw: pa.Table, *, tenant: str = "default") -> pa.Table:
     out = out.append_column("ResourceAttributes", resource_attrs)
     out = out.append_column("LogAttributes", log_attrs)
     empty_map = pa.MapArray.from_arrays(
-        pa.array(np.zeros(len(out) + 1, dtype=np.int32)), pa.array([], pa.string()), pa.array([], pa.string()), type=ATTRS
+        pa.array(np.zeros(len(out) + 1, dtype=np.int32)),
+        pa.array([], pa.string()),
+        pa.array([], pa.string()),
+        type=ATTRS,
     )
     out = out.append_column("ScopeAttributes", empty_map)
     return conform(out, LOGS)
@@ -148,23 +151,25 @@ def _extract_fields(df: pl.DataFrame) -> pl.DataFrame:
     df = df.with_columns(line.str.contains(_RE_5424).alias("_is5"))
     is5 = pl.col("_is5")
     df = df.with_columns(
-        pl.when(is5).then(line).str.splitn(" ", 8).alias("_p5"),
+        pl.when(is5).then(line).str.splitn(" ", 7).alias("_p5"),
         # Only lines that are not 5424 pay for the RFC 3164 regex.
         pl.when(~is5).then(line).str.extract_groups(_RE_3164).alias("_g3"),
     )
     p5 = pl.col("_p5").struct
     g3 = pl.col("_g3").struct
     # Branch d (no TAG) is only trusted when the line carried a PRI.
-    is3 = ~is5 & (g3.field("mon").is_not_null()) & (
-        g3.field("host_d").is_null() | g3.field("pri").is_not_null()
+    is3 = (
+        ~is5
+        & (g3.field("mon").is_not_null())
+        & (g3.field("host_d").is_null() | g3.field("pri").is_not_null())
     )
-    sd_and_msg = p5.field("field_7")
+    sd_and_msg = p5.field("field_6")
     df = df.with_columns(
         is3.alias("_is3"),
         p5.field("field_0").str.strip_prefix("<").str.split_exact(">", 1).alias("_privers"),
         pl.when(sd_and_msg.str.starts_with("-"))
         .then(pl.lit("-"))
-        .otherwise(sd_and_msg.str.extract(rf"^((?:{_SD_ELEMENT})+)", 1))
+        .otherwise(sd_and_msg.str.extract(rf"(?s)^((?:{_SD_ELEMENT})+)", 1))
         .alias("_sd"),
     )
     is3 = pl.col("_is3")
@@ -197,10 +202,18 @@ def _extract_fields(df: pl.DataFrame) -> pl.DataFrame:
         .then(line.str.strip_prefix(g3.field("head")))
         .otherwise(line)
         .alias("_body"),
-        pl.when(is5).then(pl.lit("rfc5424")).when(is3).then(pl.lit("rfc3164")).otherwise(pl.lit("unknown"))
+        pl.when(is5)
+        .then(pl.lit("rfc5424"))
+        .when(is3)
+        .then(pl.lit("rfc3164"))
+        .otherwise(pl.lit("unknown"))
         .alias("_format"),
         pl.when(is3 & g3.field("pri").is_null()).then(pl.lit("true")).alias("_pri_missing"),
-        pl.when(is5).then(_ts_5424(ts5)).when(is3).then(_ts_3164(g3)).alias("_ts"),
+        pl.when(is5)
+        .then(_ts_5424(ts5))
+        .when(is3)
+        .then(_ts_3164(g3.field("mon"), g3.field("day"), g3.field("hms")))
+        .alias("_ts"),
     )
     ts_bad = pl.col("_ts").is_null() & (is3 | (is5 & (ts5 != "-")))
     df = df.with_columns(
@@ -240,14 +253,12 @@ def _ts_5424(ts: pl.Expr) -> pl.Expr:
     )
 
 
-def _ts_3164(g3: pl.expr.struct.ExprStructNameSpace) -> pl.Expr:
+def _ts_3164(mon: pl.Expr, day: pl.Expr, hms: pl.Expr) -> pl.Expr:
     """`Mmm dd hh:mm:ss` (UTC) with the year of ReceivedAt, or the year before if that would put it
     more than a day after ReceivedAt (December lines read in January)."""
     received = pl.col("ReceivedAt")
     year = received.dt.year()
-    rest = pl.concat_str(
-        pl.lit(" "), g3.field("mon"), pl.lit(" "), g3.field("day"), pl.lit(" "), g3.field("hms")
-    )
+    rest = pl.concat_str(pl.lit(" "), mon, pl.lit(" "), day, pl.lit(" "), hms)
 
     def at(y: pl.Expr) -> pl.Expr:
         return pl.concat_str(y.cast(pl.String), rest).str.to_datetime(
@@ -275,12 +286,12 @@ def _structured_data(fields: pl.DataFrame) -> pl.DataFrame | None:
     if rows.height == 0:
         return None
     elements = (
-        rows.select(pl.col("row"), pl.col("_sd").str.extract_all(_SD_ELEMENT).alias("el"))
+        rows.select(pl.col("row"), pl.col("_sd").str.extract_all(f"(?s){_SD_ELEMENT}").alias("el"))
         .explode("el")
         .select(
             pl.col("row"),
             pl.col("el").str.extract(rf"^\[({_SD_NAME})").alias("sd_id"),
-            pl.col("el").str.extract_all(rf" {_SD_NAME}={_SD_VALUE}").alias("param"),
+            pl.col("el").str.extract_all(rf"(?s) {_SD_NAME}={_SD_VALUE}").alias("param"),
         )
         .explode("param")
         .filter(pl.col("param").is_not_null())
@@ -303,24 +314,22 @@ def _build_map(fields: pl.DataFrame, spec: list[tuple[str, str]], extra: pl.Data
 
     Assembled with numpy index arithmetic on flat arrays: building list-of-struct columns in
     polars and filtering them was more than ten times slower on 50k-row batches.
-    `extra` (row, key, value) rows, sorted by row, are appended after the fixed keys of their row.
+    `extra` (row, key, value) rows, sorted by row, are appended after the fixed keys of their row,
+    empty values included.
     """
     n = fields.height
     cols = fields.select(pl.col(c) for _, c in spec)
-    present = cols.select(
-        (pl.col(c).is_not_null() & (pl.col(c) != "")).alias(c) for _, c in spec
-    ).to_numpy()
+    present = cols.select((pl.col(c).is_not_null() & (pl.col(c) != "")).alias(c) for _, c in spec).to_numpy()
     # np.nonzero walks a C-ordered matrix row by row, which is exactly the map entry order.
     rows, which = np.nonzero(present)
-    flat_values = pa.concat_arrays(
-        [s.to_arrow().cast(pa.string()) for s in cols.get_columns()]
-    )
+    flat_values = pa.concat_arrays([s.to_arrow().cast(pa.string()) for s in cols.get_columns()])
     values = flat_values.take(pa.array(which.astype(np.int64) * n + rows))
     keys = pa.array([k for k, _ in spec], pa.string()).take(pa.array(which))
     counts = np.bincount(rows, minlength=n)
 
     if extra is not None and extra.height:
-        extra = extra.filter(pl.col("value").is_not_null() & (pl.col("value") != ""))
+        # Unlike the fixed keys, an SD param is kept even when its value is empty: it was sent.
+        extra = extra.filter(pl.col("value").is_not_null())
         extra_rows = extra.get_column("row").to_numpy()
         counts = counts + np.bincount(extra_rows, minlength=n)
         # A stable sort by row places each row's extra entries after its fixed ones.

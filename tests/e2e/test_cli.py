@@ -1,0 +1,158 @@
+"""The `ferry` command as a user meets it: the start banner, clear start-up errors, query/tail/trace.
+
+Every read command talks to a running ferry through its HTTP API only.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import orjson
+
+from ferry.testing import FerryProcess
+
+
+def ferry_cli(*args: str, api: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    extra = ["--api", api] if api else []
+    return subprocess.run([sys.executable, "-m", "ferry", *args, *extra], capture_output=True, text=True, timeout=timeout)
+
+
+def _send_syslog(ferry: FerryProcess, lines: list[str]) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", ferry.syslog_port)) as s:
+        s.sendall("".join(line + "\n" for line in lines).encode())
+
+
+def test_banner_says_where_ferry_listens_and_keeps_data(ferry: FerryProcess) -> None:
+    """`ferry run` prints every listening address and the data directory in plain words."""
+    out = ferry.output()
+    cfg = ferry.config
+    assert f"OTLP gRPC      127.0.0.1:{cfg['receivers']['otlp']['grpc']['port']}" in out
+    assert f"OTLP HTTP      http://127.0.0.1:{cfg['receivers']['otlp']['http']['port']}" in out
+    assert f"udp://127.0.0.1:{ferry.syslog_port}" in out and f"tcp://127.0.0.1:{ferry.syslog_port}" in out
+    assert f"http://127.0.0.1:{cfg['api']['port']}" in out
+    assert f"Data is kept in {ferry.data_dir.resolve()}" in out
+
+
+def test_second_ferry_on_same_data_dir_is_refused_with_pid(ferry: FerryProcess) -> None:
+    """Starting a second ferry on a data dir in use fails at once, naming the pid that holds it."""
+    r = ferry_cli("run", "--config", str(ferry.config_path), timeout=30)
+    assert r.returncode == 2
+    assert f"already in use by pid {ferry.proc.pid}" in r.stderr  # type: ignore[union-attr]
+
+
+def test_bad_config_names_key_and_line(tmp_path: Path) -> None:
+    """A wrong config is refused before anything starts, naming every bad key with its line."""
+    bad = tmp_path / "ferry.yaml"
+    bad.write_text("data_dir: /tmp/x\nreceivers:\n  syslog:\n    udp_prot: 5514\n    tcp_port: lots\n")
+    for args in (["run", "--config", str(bad)], ["config", "check", "--config", str(bad)]):
+        r = ferry_cli(*args)
+        assert r.returncode == 2, r.stderr
+        assert "receivers.syslog.udp_prot (line 4): unknown key" in r.stderr
+        assert "receivers.syslog.tcp_port (line 5)" in r.stderr
+    good = tmp_path / "good.yaml"
+    good.write_text("api:\n  port: 9999\n")
+    r = ferry_cli("config", "check", "--config", str(good))
+    assert r.returncode == 0 and "valid" in r.stdout
+
+
+def test_query_prints_matches_newest_first_and_json(ferry: FerryProcess) -> None:
+    """`ferry query` finds word-delimited tokens and key:value filters, newest first; --json is machine-readable."""
+    tok = uuid.uuid4().hex[:8]
+    _send_syslog(ferry, [
+        f"<11>1 2026-11-22T10:00:01Z web1 checkout 1 - - com.acme.PaymentService.charge failed {tok}",
+        f"<14>1 2026-11-22T10:00:02Z web1 checkout 1 - - PaymentService ok {tok}",
+        f"<11>1 2026-11-22T10:00:03Z web2 search 1 - - PaymentService failed {tok}",
+        f"<11>1 2026-11-22T10:00:04Z web1 checkout 1 - - Wi-Fi adapter SD500 PowerShot {tok}",
+    ])
+    ferry.wait_for(lambda: len(ferry.search(tok, since="30d")) == 4)
+    r = ferry_cli("query", f"PaymentService level:error service:checkout {tok}", "--since", "30d", api=ferry.api)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 1 and "com.acme.PaymentService.charge failed" in lines[0] and "ERROR" in lines[0]
+    r = ferry_cli("query", tok, "--since", "30d", "--json", api=ferry.api)
+    rows = [orjson.loads(x) for x in r.stdout.splitlines()]
+    assert [x["time_ns"] for x in rows] == sorted((x["time_ns"] for x in rows), reverse=True)
+    for word in ("Fi", "Power", "500", "wi-fi"):
+        r = ferry_cli("query", f"{word} {tok}", "--since", "30d", "--json", api=ferry.api)
+        assert len(r.stdout.splitlines()) == 1, (word, r.stdout)
+    r = ferry_cli("query", f'"PaymentService failed" {tok}', "--since", "30d", "--json", api=ferry.api)
+    assert len(r.stdout.splitlines()) == 1
+
+
+def test_query_reports_syntax_errors_plainly(ferry: FerryProcess) -> None:
+    """A malformed query is an error message and exit 1, not a traceback."""
+    r = ferry_cli("query", '"unclosed', api=ferry.api)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "HTTP 400" in r.stderr
+
+
+def test_tail_follows_new_lines(ferry: FerryProcess) -> None:
+    """`ferry tail QUERY` prints lines that arrive while it runs, and only matching ones."""
+    tok = uuid.uuid4().hex[:8]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ferry", "tail", tok, "--api", ferry.api, "--interval", "0.3", "--duration", "12"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    time.sleep(3)
+
+    def send() -> None:
+        for i in range(3):
+            _send_syslog(ferry, [f"<14>1 - web1 app 1 - - tail line {i} {tok}", f"<14>1 - web1 app 1 - - other line {i}"])
+            time.sleep(0.5)
+
+    threading.Thread(target=send).start()
+    out, _ = proc.communicate(timeout=40)
+    got = [line for line in out.splitlines() if tok in line]
+    assert len(got) == 3, out
+    assert [f"tail line {i}" in got[i] for i in range(3)] == [True] * 3
+    assert "other line" not in out
+
+
+def test_trace_prints_span_tree_with_logs(ferry: FerryProcess) -> None:
+    """`ferry trace ID` prints the span tree with durations, status, service and the trace's logs at their spans."""
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry import trace as otel_trace
+    from opentelemetry._logs import LogRecord as ApiLogRecord
+    from opentelemetry._logs import SeverityNumber
+
+    res = Resource.create({"service.name": "frontend"})
+    tp = TracerProvider(resource=res)
+    tp.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{ferry.otlp_http}/v1/traces")))
+    lp = LoggerProvider(resource=res)
+    lp.add_log_record_processor(SimpleLogRecordProcessor(OTLPLogExporter(endpoint=f"{ferry.otlp_http}/v1/logs")))
+    tracer = tp.get_tracer("t")
+    emitter = lp.get_logger("t")
+    with tracer.start_as_current_span("GET /cart") as root:
+        with tracer.start_as_current_span("db.query") as child:
+            time.sleep(0.02)
+            emitter.emit(ApiLogRecord(body="slow query on carts", severity_number=SeverityNumber.WARN, severity_text="WARN"))
+            child.set_status(otel_trace.Status(otel_trace.StatusCode.ERROR, "timeout"))
+    tid = format(root.get_span_context().trace_id, "032x")
+    tp.shutdown()
+    lp.shutdown()
+    ferry.wait_for(lambda: (t := ferry.get(f"/api/v1/traces/{tid}"))["found"] and len(t["spans"]) == 2 and t["logs"])
+    r = ferry_cli("trace", tid, api=ferry.api)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith(f"trace {tid}: 2 spans, 1 log lines")
+    root_line = next(i for i, x in enumerate(lines) if "GET /cart" in x)
+    child_line = next(i for i, x in enumerate(lines) if "db.query" in x)
+    log_line = next(i for i, x in enumerate(lines) if "slow query on carts" in x)
+    assert root_line < child_line < log_line
+    assert "[frontend]" in lines[child_line] and "ERROR (timeout)" in lines[child_line] and "ms" in lines[child_line]
+    assert lines[child_line].index("db.query") > lines[root_line].index("GET /cart"), "child is indented under root"
+    assert ferry_cli("trace", "0" * 32, api=ferry.api).returncode == 1
+    assert httpx.get(f"{ferry.api}/api/v1/traces/nothex").status_code == 400
