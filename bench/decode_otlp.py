@@ -38,7 +38,9 @@ def kv(key: str, value: Any) -> KeyValue:
 
 
 def resource(i: int) -> Resource:
-    return Resource(attributes=[kv("service.name", f"svc-{i}"), kv("host.name", f"host-{i}"), kv("k8s.pod", "p-1")])
+    return Resource(
+        attributes=[kv("service.name", f"svc-{i}"), kv("host.name", f"host-{i}"), kv("k8s.pod", "p-1")]
+    )
 
 
 def log_request(t0: int) -> ExportLogsServiceRequest:
@@ -57,7 +59,9 @@ def log_request(t0: int) -> ExportLogsServiceRequest:
                 span_id=rng.randbytes(8),
                 flags=1,
             )
-            rec.body.string_value = f"GET /api/v1/items/{i} served in {i % 250} ms for user {i % 977} " + "x" * 40
+            rec.body.string_value = (
+                f"GET /api/v1/items/{i} served in {i % 250} ms for user {i % 977} " + "x" * 40
+            )
             rec.attributes.extend(
                 [
                     kv("http.method", "GET"),
@@ -117,7 +121,9 @@ def metric_request(t0: int) -> ExportMetricsServiceRequest:
             elif kind == 1:
                 metric.sum.is_monotonic = True
                 metric.sum.aggregation_temporality = 2
-                metric.sum.data_points.add(start_time_unix_nano=t0 - 10, time_unix_nano=t0, as_int=p, attributes=attrs)
+                metric.sum.data_points.add(
+                    start_time_unix_nano=t0 - 10, time_unix_nano=t0, as_int=p, attributes=attrs
+                )
             else:
                 metric.histogram.aggregation_temporality = 2
                 metric.histogram.data_points.add(

@@ -38,15 +38,16 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status, media_type="application/json")
 
 
-def _range(request: Request, default_since: str = "1h") -> tuple[int, int]:
+def _range(request: Request, default_since: str = "1h") -> tuple[int, int | None]:
+    """(start, end) in ns. With no explicit end the range is open: a host whose clock runs ahead
+    must not have its lines hidden from "the last hour"."""
     q = request.query_params
-    now = time.time_ns()
-    end = parse_time(q["end"]) if q.get("end") else now
+    end = parse_time(q["end"]) if q.get("end") else None
     if q.get("start"):
         start = parse_time(q["start"])
     else:
-        start = end - parse_since(q.get("since", default_since)) * 1_000_000_000
-    if start > end:
+        start = (end or time.time_ns()) - parse_since(q.get("since", default_since)) * 1_000_000_000
+    if end is not None and start > end:
         raise BadRequest("start is after end")
     return start, end
 
@@ -121,6 +122,7 @@ def build_app(store: ChdbStore, lag: Callable[[], Any] | None = None) -> Starlet
                 raise BadRequest(f"label filter {item!r} must look like key=value")
             labels[k] = v
         start, end = _range(request)
+        end = end or time.time_ns() + 3600 * 1_000_000_000
         step = qp.get("step", "60")
         if not step.isdigit():
             raise BadRequest("step must be whole seconds")

@@ -66,11 +66,12 @@ def test_bad_config_names_key_and_line(tmp_path: Path) -> None:
 def test_query_prints_matches_newest_first_and_json(ferry: FerryProcess) -> None:
     """`ferry query` finds word-delimited tokens and key:value filters, newest first; --json is machine-readable."""
     tok = uuid.uuid4().hex[:8]
+    ts = [time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60 + i)) for i in range(4)]
     _send_syslog(ferry, [
-        f"<11>1 2026-11-22T10:00:01Z web1 checkout 1 - - com.acme.PaymentService.charge failed {tok}",
-        f"<14>1 2026-11-22T10:00:02Z web1 checkout 1 - - PaymentService ok {tok}",
-        f"<11>1 2026-11-22T10:00:03Z web2 search 1 - - PaymentService failed {tok}",
-        f"<11>1 2026-11-22T10:00:04Z web1 checkout 1 - - Wi-Fi adapter SD500 PowerShot {tok}",
+        f"<11>1 {ts[0]} web1 checkout 1 - - com.acme.PaymentService.charge failed {tok}",
+        f"<14>1 {ts[1]} web1 checkout 1 - - PaymentService ok {tok}",
+        f"<11>1 {ts[2]} web2 search 1 - - PaymentService failed {tok}",
+        f"<11>1 {ts[3]} web1 checkout 1 - - Wi-Fi adapter SD500 PowerShot {tok}",
     ])
     ferry.wait_for(lambda: len(ferry.search(tok, since="30d")) == 4)
     r = ferry_cli("query", f"PaymentService level:error service:checkout {tok}", "--since", "30d", api=ferry.api)

@@ -121,7 +121,7 @@ ruleset(name="fwd") {{
                 assert time.monotonic() < deadline, "rsyslogd did not start"
                 assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
                 time.sleep(0.1)
-        subprocess.run(["logger", "-n", "127.0.0.1", "-P", str(in_port), "-T", "--rfc5424", "-p", "daemon.notice",
+        subprocess.run(["logger", "-n", "127.0.0.1", "-P", str(in_port), "-T", "--rfc3164", "-p", "daemon.notice",
                         "-t", "relayed", f"via rsyslog {tok}"], check=True, timeout=10)
         rows = ferry.wait_for(lambda: (r := ferry.search(tok)) and len(r) >= 2 and r, timeout=30)
         formats = sorted(r["attributes"].get("syslog.format") for r in rows)

@@ -73,10 +73,9 @@ def render(value: Any) -> str:
 # ---- raw KeyValue / AnyValue bytes, split in bulk ----
 
 
-def varint(u8: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, Any, Any]:
-    """Value, width and validity of the (at most 4-byte) varint at each position.
-
-    Width and validity come back as plain 1 and True when every varint is a single byte."""
+def varint(u8: np.ndarray, pos: np.ndarray, longest: int = 4) -> tuple[np.ndarray, Any, Any]:
+    """Value (int64, two's complement), width and validity of the varint at each position, reading at
+    most `longest` bytes (10 covers any). Width and validity are plain 1 and True when all are 1 byte."""
     top = len(u8) - 1
     value = u8[np.minimum(pos, top)].astype(np.int64)
     more = np.flatnonzero(value >= 128)
@@ -84,15 +83,15 @@ def varint(u8: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, Any, Any]:
         return value, 1, True
     # Almost every length and tag fits one byte; only the rest pay for the general case.
     p = pos[more]
-    acc = value[more] & 127
+    acc = value[more].astype(np.uint64) & np.uint64(127)
     w = np.ones(len(more), dtype=np.int64)
     live = np.ones(len(more), dtype=bool)
-    for k in range(1, 4):
-        b = u8[np.minimum(p + k, top)].astype(np.int64)
-        acc |= np.where(live, (b & 127) << (7 * k), 0)
+    for k in range(1, longest):
+        b = u8[np.minimum(p + k, top)].astype(np.uint64)
+        acc |= np.where(live, (b & np.uint64(127)) << np.uint64(7 * k), np.uint64(0))
         w += live
         live &= b >= 128
-    value[more] = acc
+    value[more] = acc.view(np.int64)
     width = np.ones(len(pos), dtype=np.int64)
     width[more] = w
     ok = np.ones(len(pos), dtype=bool)
@@ -163,19 +162,6 @@ def _merge(base: pa.Array, patches: list[tuple[np.ndarray, pa.Array]]) -> pa.Arr
     return pa.concat_arrays([base, *(v.cast(pa.string()) for _, v in patches)]).take(pa.array(src))
 
 
-def _varint64(u8: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Value (as int64, two's complement) and width of the varint at each position; width 11 if invalid."""
-    value = np.zeros(len(pos), dtype=np.uint64)
-    width = np.full(len(pos), 11, dtype=np.int64)
-    top = len(u8) - 1
-    for k in range(10):
-        b = u8[np.minimum(pos + k, top)].astype(np.uint64)
-        live = width == 11
-        value |= np.where(live, (b & np.uint64(127)) << np.uint64(7 * k), np.uint64(0))
-        width[live & (b < 128)] = k + 1
-    return value.view(np.int64), width
-
-
 def _values(blob: Blob, start: np.ndarray, end: np.ndarray, ok: np.ndarray) -> tuple[pa.Array, np.ndarray]:
     """String form of the AnyValues at [start, end) where `ok`, and a mask of those left to the slow path.
 
@@ -201,9 +187,7 @@ def _values(blob: Blob, start: np.ndarray, end: np.ndarray, ok: np.ndarray) -> t
         patches.append((is_double, pa.array([repr(d) for d in doubles.tolist()], pa.string())))
     is_int = ok & (tag == 0x18)
     if is_int.any():
-        ints, width, fits = varint(blob.u8, start[is_int] + 1)
-        if not np.all(fits):  # negative or large ints: up to 10 bytes
-            ints, width = _varint64(blob.u8, start[is_int] + 1)
+        ints, width, _ = varint(blob.u8, start[is_int] + 1, longest=10)
         exact = start[is_int] + 1 + width == end[is_int]
         is_int[is_int] = exact
         patches.append((is_int, pa.array(ints[exact])))

@@ -8,6 +8,7 @@ import base64
 import binascii
 import math
 import struct
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -102,6 +103,7 @@ def _scalar(f: FieldDescriptor, tag: bytes) -> Encoder:
     if t == _T.TYPE_STRING:
         return lambda v: _len(tag, _text(v))
     if t == _T.TYPE_BYTES and f.name in _HEX_FIELDS:
+        size = 16 if f.name == "trace_id" else 8
 
         def hex_id(v: Any) -> bytes:
             if type(v) is not str:
@@ -109,7 +111,14 @@ def _scalar(f: FieldDescriptor, tag: bytes) -> Encoder:
             try:
                 return _len(tag, bytes.fromhex(v))
             except ValueError:
-                return _len(tag, _BAD_ID)
+                pass
+            # Some exporters send the protobuf JSON mapping's base64 instead; a string that is not
+            # hex but is base64 of exactly an id's size can only mean that.
+            try:
+                raw = base64.b64decode(v, validate=True)
+            except binascii.Error:
+                raw = _BAD_ID
+            return _len(tag, raw if len(raw) == size else _BAD_ID)
 
         return hex_id
     if t == _T.TYPE_BYTES:
@@ -225,6 +234,18 @@ def _message(desc: Descriptor, memo: dict[str, Encoder]) -> Encoder:
 
 
 _ENCODERS: dict[str, Encoder] = {}
+_ROOTS: dict[str, Encoder] = {}
+_BUILDING = threading.Lock()
+
+
+def _root(desc: Descriptor) -> Encoder:
+    """The encoder of a request type, built once; receivers decode on several threads."""
+    encoder = _ROOTS.get(desc.full_name)
+    if encoder is None:
+        with _BUILDING:
+            encoder = _ROOTS.get(desc.full_name) or _message(desc, _ENCODERS)
+            _ROOTS[desc.full_name] = encoder
+    return encoder
 
 
 def to_protobuf(payload: bytes, desc: Descriptor) -> bytes:
@@ -234,7 +255,7 @@ def to_protobuf(payload: bytes, desc: Descriptor) -> bytes:
     except orjson.JSONDecodeError as e:
         raise BadRequest(f"not valid JSON: {e}") from None
     try:
-        return _message(desc, _ENCODERS)(doc)
+        return _root(desc)(doc)
     except _Bad as e:
         where = "".join(reversed(e.path)).lstrip(".") or "(top level)"
         raise BadRequest(f"{where}: {e}") from None

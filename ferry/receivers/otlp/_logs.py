@@ -11,7 +11,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ferry.errors import BadRequest
-from ferry.receivers.otlp._attributes import Attrs, Blob, Part, anyvalues, hex_ids, split_keyvalues, varint
+from ferry.receivers.otlp._attributes import (
+    Attrs,
+    Blob,
+    Part,
+    anyvalues,
+    hex_ids,
+    split_keyvalues,
+    varint,
+)
 
 VARINT, I64, LEN, I32 = 0, 1, 2, 5
 # Bytes a value of each wire type takes besides its varint; groups (3, 4) and 6, 7 are invalid and
@@ -21,17 +29,6 @@ _SEVERITY = pa.array(
     [""] + [name for name in ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL") for _ in range(4)],
     pa.string(),
 )
-
-
-def _py_varint(u8: np.ndarray, pos: int) -> tuple[int, int]:
-    value = width = 0
-    while pos + width < len(u8) and width < 10:
-        b = int(u8[pos + width])
-        value |= (b & 127) << (7 * width)
-        width += 1
-        if b < 128:
-            return value, width
-    return 0, 1 << 40
 
 
 class Fields:
@@ -49,62 +46,56 @@ class Fields:
         live = cur < end
         msg, cur, end = msg[live], cur[live], end[live]
         steps = []
-        # Step k decodes the k-th field of every message that still has one. numpy calls cost
-        # more than the elements they touch here, so each step does as few as it can.
+        # Step k finds the k-th field of every message that still has one. numpy calls cost more
+        # than the few thousand elements they touch, so each step makes as few as it can; varint
+        # values are not kept (accessors decode the few they need), only their widths.
         while len(msg):
             tag = u8[cur]
             tag_w: Any = 1
-            tag_ok: Any = True
             if tag.max() >= 128:
-                tag, tag_w, tag_ok = varint(u8, cur)
+                tag, tag_w, ok = varint(u8, cur)
+                if not np.all(ok):
+                    raise BadRequest(f"malformed {what}: field number too large")
             wire = tag & 7
             head = cur + tag_w
+            is_len = wire == LEN
+            has_varint = is_len | (wire == VARINT)
             val: Any = u8[np.minimum(head, top)]
             val_w: Any = 1
-            val_ok: Any = True
-            if val.max() >= 128:
-                val, val_w, val_ok = varint(u8, head)
-            is_len = wire == LEN
-            is_var = is_len | (wire == VARINT)
-            if tag_ok is not True or val_ok is not True:
-                bad = ~(tag_ok & (val_ok | ~is_var))
-                if bad.any():
-                    tag, head, val, val_w = self._long(np.flatnonzero(bad), cur, tag, head, val, val_w)
-                    wire = tag & 7
-                    is_len = wire == LEN
-                    is_var = is_len | (wire == VARINT)
-            nxt = head + _FIXED_SIZE.take(wire) + is_var * val_w + is_len * val
-            steps.append((msg, tag, head, val, np.broadcast_to(val_w, msg.shape), nxt))
+            long = has_varint & (val >= 128)
+            if long.any():
+                val, val_w = self._widths(head, val, np.flatnonzero(long))
+            nxt = head + _FIXED_SIZE.take(wire) + has_varint * val_w + is_len * val
+            if (nxt > end).any():
+                raise BadRequest(f"malformed {what}: a field runs past the end of its message")
+            steps.append((msg, tag, head + is_len * val_w, nxt))
             more = nxt < end
             if more.all():
                 cur = nxt
             else:
                 msg, cur, end = msg[more], nxt[more], end[more]
         if steps:
-            msg, tag, head, val, val_w, nxt = (np.concatenate(c).astype(np.int64) for c in zip(*steps, strict=True))
+            msg, tag, a, b = (np.concatenate(c) for c in zip(*steps, strict=True))
         else:
-            msg = tag = head = val = val_w = nxt = np.zeros(0, np.int64)
-        wire = tag & 7
-        if (nxt > blob.end[msg]).any() or ((wire == LEN) & (val < 0)).any():
-            raise BadRequest(f"malformed {what}: a field runs past the end of its message")
-        self.msg, self.wire, self.b = msg, wire, nxt
-        # Where a LEN field's payload starts, a varint field's value, a fixed field's position.
-        self.a = np.where(wire == LEN, head + val_w, np.where(wire == VARINT, val, head))
+            msg = tag = a = b = np.zeros(0, np.int64)
+        # a: where a LEN field's payload, a varint or a fixed-width value starts; b: the field's end.
+        self.msg, self.wire, self.a, self.b = msg, tag & 7, a.astype(np.int64), b
         # Field indices grouped by field number, keeping wire order within a number; small integer
         # keys make numpy use a radix sort. Numbers past 255 are unknown to OTLP anyway.
         num = np.minimum(tag >> 3, 255).astype(np.uint8)
         self._order = np.argsort(num, kind="stable")
         self._sorted = num[self._order]
 
-    def _long(self, idx: np.ndarray, cur: np.ndarray, *cols: Any) -> tuple[np.ndarray, ...]:
-        """Redo one by one the fields whose tag or varint is longer than 4 bytes (rare)."""
-        tag, head, val, val_w = (np.broadcast_to(c, cur.shape).astype(np.int64) for c in cols)
-        for i in idx.tolist():
-            tag[i], w = _py_varint(self.blob.u8, int(cur[i]))
-            head[i] = cur[i] + w
-            v, val_w[i] = _py_varint(self.blob.u8, int(head[i]))
-            val[i] = v - (1 << 64) if v >= 1 << 63 else v  # int32/int64 are two's complement
-        return tag, head, val, val_w
+    def _widths(self, head: np.ndarray, val: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Values and widths of the multi-byte varints at head[idx] (lengths, and varint fields)."""
+        v, w, ok = varint(self.blob.u8, head[idx], longest=10)
+        if not np.all(ok):
+            raise BadRequest(f"malformed {self.what}: a varint runs past 10 bytes")
+        val = val.astype(np.int64)
+        width = np.ones(len(head), dtype=np.int64)
+        val[idx] = v
+        width[idx] = w
+        return val, width
 
     def _idx(self, num: int) -> np.ndarray:
         """Indices of the fields numbered `num`, in wire order."""
@@ -128,7 +119,7 @@ class Fields:
     def varint(self, num: int) -> np.ndarray:
         sel = self._select(num, VARINT)
         out = np.zeros(self.n, dtype=np.int64)
-        out[self.msg[sel]] = self.a[sel]
+        out[self.msg[sel]] = varint(self.blob.u8, self.a[sel], longest=10)[0]
         return out
 
     def zigzag(self, num: int) -> np.ndarray:
@@ -203,7 +194,8 @@ class Fields:
             # Unpacked encoding: each value is its own field (rare; proto3 encoders pack).
             msg = self.msg[single]
             order = np.argsort(msg, kind="stable")
-            return np.bincount(msg, minlength=self.n), self.a[single][order].astype(np.uint64)
+            values = varint(self.blob.u8, self.a[single][order], longest=10)[0]
+            return np.bincount(msg, minlength=self.n), values.view(np.uint64)
         total = int((blob.end - blob.start).sum())
         raw = (
             np.frombuffer(blob.binary().buffers()[2], dtype=np.uint8, count=total)

@@ -98,7 +98,7 @@ def build_app(js: JetStreamContext, cfg: FerryConfig, monitor: BackpressureMonit
 
     def handler(signal: str) -> Any:
         async def export(request: Request) -> Response:
-            fmt = "protobuf"
+            fmt = "json"  # until the request says otherwise: an unsupported type gets a readable answer
             try:
                 fmt = _format_of(request)
                 monitor.check()

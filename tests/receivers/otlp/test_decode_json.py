@@ -281,3 +281,16 @@ def test_empty_json_object_is_an_empty_request() -> None:
     """`{}` is a valid request with nothing in it."""
     decoded = decode_traces(b"{}", "json")
     assert (decoded.tables, decoded.accepted, decoded.rejected) == ({}, 0, 0)
+
+
+def test_base64_ids_from_protobuf_json_mapping_are_understood() -> None:
+    """Ids sent as base64 (the plain protobuf JSON mapping) land as hex when they are exactly id-sized."""
+    trace = bytes.fromhex(TRACE)
+    payload = hand_request(
+        hand_log(traceId=base64.b64encode(trace).decode(), spanId=base64.b64encode(b"\x01" * 8).decode()),
+        hand_log(traceId=base64.b64encode(b"\x01" * 5).decode()),
+    )
+    decoded = decode_logs(payload, "json")
+    assert decoded.reasons == {"invalid_trace_id": 1}
+    (row,) = decoded.tables["otel_logs"].to_pylist()
+    assert (row["TraceId"], row["SpanId"]) == (TRACE.lower(), "01" * 8)

@@ -280,3 +280,54 @@ def test_long_and_unusual_values_take_the_slow_path_correctly() -> None:
     req.resource_logs[0].scope_logs[0].log_records[0].attributes.add(key="").value.string_value = "empty key"
     (row,) = rows(decode(req))
     assert dict(row["LogAttributes"]) == {"long": long, "": "empty key", "empty": "", "k" * 200: "long key"}
+
+
+def test_field_order_and_repeated_fields_follow_protobuf_rules() -> None:
+    """Fields in any order decode the same, and a repeated singular field keeps its last value."""
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+
+    # Concatenated messages merge: attributes first, then the rest, then a second severity_text.
+    tail = LogRecord(
+        time_unix_nano=5, body=AnyValue(string_value="late"), severity_text="A"
+    ).SerializeToString()
+    record = (
+        LogRecord(attributes=[KeyValue(key="k", value=AnyValue(string_value="v"))]).SerializeToString()
+        + tail
+        + LogRecord(severity_text="B", severity_number=-3).SerializeToString()
+    )
+    req = sdk_request(lambda lg: lg.emit(body="placeholder"))
+    req.resource_logs[0].scope_logs[0].log_records[0].ParseFromString(record)
+    (row,) = rows(decode(req))
+    assert (row["Body"], row["Timestamp"].value, dict(row["LogAttributes"])) == ("late", 5, {"k": "v"})
+    assert (row["SeverityText"], row["SeverityNumber"]) == ("B", 0)
+
+
+def test_corrupted_payloads_never_crash() -> None:
+    """Randomly corrupted requests either decode or raise BadRequest, never another error."""
+    import random
+
+    tracer = TracerProvider().get_tracer("t")
+
+    def emit(logger: Any) -> None:
+        with tracer.start_as_current_span("s"):
+            for i in range(5):
+                logger.emit(
+                    body={"i": i} if i % 2 else f"line {i}", attributes={"n": i, "s": "x" * i, "f": 0.5}
+                )
+
+    data = sdk_request(emit).SerializeToString()
+    rng = random.Random(1)
+    outcomes = set()
+    for _ in range(300):
+        mutated = bytearray(data)
+        for _ in range(rng.randint(1, 4)):
+            mutated[rng.randrange(len(mutated))] = rng.randrange(256)
+        try:
+            decoded = decode_logs(bytes(mutated), "protobuf", now_ns=NOW)
+            outcomes.add("ok")
+            for table in decoded.tables.values():
+                assert table.schema.equals(TABLES["otel_logs"])
+        except BadRequest:
+            outcomes.add("bad")
+    assert outcomes == {"ok", "bad"}
