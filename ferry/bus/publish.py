@@ -34,7 +34,7 @@ async def publish(js: JetStreamContext, topic: str, batch: codec.Batch, *, timeo
             if e.err_code in _FULL_CODES or "maximum" in str(e.description or "").lower():
                 raise Backpressure(f"topic {topic} is full") from e
             last = e
-        except (asyncio.TimeoutError, nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
+        except (TimeoutError, nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
             last = e
         except nats.errors.ConnectionClosedError as e:
             raise RetryableError("bus connection closed") from e

@@ -63,7 +63,7 @@ class StageRunner:
                 break
             try:
                 got = await sub.fetch(batch=min(policy.max_msgs - len(msgs), 256), timeout=max(remaining, 0.01))  # type: ignore[attr-defined]
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, nats.errors.TimeoutError):
                 if msgs:
                     break
                 continue

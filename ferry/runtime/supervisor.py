@@ -24,7 +24,6 @@ from ferry.runtime.lock import DataDirLock
 from ferry.runtime.procs import die_with_parent
 
 
-
 @dataclass
 class Child:
     role: str
@@ -114,7 +113,7 @@ class Supervisor:
         lines.append(f"  API + metrics  http://{host}:{cfg.api.port}  (/api/v1/..., /metrics)")
         bus = cfg.bus.url or f"private nats-server on 127.0.0.1:{cfg.bus.port}"
         lines.append(f"Data is kept in {self.data_dir}  (bus: {bus}; store: embedded ClickHouse)")
-        lines.append(f"Try: ferry query 'error' --since 1h      Stop with Ctrl-C (in-flight data is drained).")
+        lines.append("Try: ferry query 'error' --since 1h      Stop with Ctrl-C (in-flight data is drained).")
         return "\n".join(lines)
 
     # --- watch ---------------------------------------------------------------------------------

@@ -15,8 +15,8 @@ from ferry.schema.tables import (
     SCHEMA_VERSION,
     TABLES,
     TRACES,
-    empty_table,
     conform,
+    empty_table,
 )
 
 __all__ = [

@@ -118,6 +118,9 @@ def test_tail_follows_new_lines(ferry: FerryProcess) -> None:
 
 def test_trace_prints_span_tree_with_logs(ferry: FerryProcess) -> None:
     """`ferry trace ID` prints the span tree with durations, status, service and the trace's logs at their spans."""
+    from opentelemetry import trace as otel_trace
+    from opentelemetry._logs import LogRecord as ApiLogRecord
+    from opentelemetry._logs import SeverityNumber
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk._logs import LoggerProvider
@@ -125,9 +128,6 @@ def test_trace_prints_span_tree_with_logs(ferry: FerryProcess) -> None:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry import trace as otel_trace
-    from opentelemetry._logs import LogRecord as ApiLogRecord
-    from opentelemetry._logs import SeverityNumber
 
     res = Resource.create({"service.name": "frontend"})
     tp = TracerProvider(resource=res)
