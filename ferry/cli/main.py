@@ -22,6 +22,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["data_dir"] = args.data_dir
     if getattr(args, "workers", None):
         out["parser.workers"] = args.workers
+    if getattr(args, "receivers", None):
+        out["receivers.workers"] = args.receivers
     for item in getattr(args, "set", None) or []:
         k, sep, v = item.partition("=")
         if not sep:
@@ -135,6 +137,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--config", "-c", help="YAML config file (default: built-in defaults)")
     r.add_argument("--data-dir", help="where data is kept (default ./ferry-data)")
     r.add_argument("--workers", type=int, help="parser processes (default 1)")
+    r.add_argument("--receivers", type=int, help="receiver processes sharing the ports (default 1)")
     r.add_argument("--role", choices=["ingest", "parser", "store"], help="run one role only (many-machine shape)")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. api.port=9000")
     r.set_defaults(fn=cmd_run)

@@ -53,6 +53,7 @@ class ReceiversConfig(_Section):
     otlp: OtlpConfig = OtlpConfig()
     syslog: SyslogConfig = SyslogConfig()
     max_inflight_requests: int = Field(64, description="Concurrent OTLP requests; more wait (bounds memory).")
+    workers: int = Field(1, ge=1, description="Receiver processes; they share every port (SO_REUSEPORT).")
 
 
 class RetentionConfig(_Section):

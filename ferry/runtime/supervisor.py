@@ -60,7 +60,7 @@ class Supervisor:
         self._env = env
         self.children = [Child("store", 0)]
         self.children += [Child("parser", i) for i in range(self.cfg.parser.workers)]
-        self.children.append(Child("ingest", 0))
+        self.children += [Child("ingest", i) for i in range(self.cfg.receivers.workers)]
         for c in self.children:
             self._spawn(c)
         self._wait_ready(timeout=60)

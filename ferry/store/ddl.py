@@ -6,14 +6,19 @@ The same statements run on embedded chDB and on a ClickHouse server; only the en
 from __future__ import annotations
 
 # Word-delimiter tokenisation, applied identically by the index and by queries (see ferry.query.tokens):
-# a split is inserted at lower->Upper, letter->digit and digit->letter boundaries, twice so that
-# overlapping boundaries ("a1b") are all split, then lower-cased; the index splits on non-alphanumerics.
-_SPLIT = r"'([a-z])([A-Z])|([A-Za-z])([0-9])|([0-9])([A-Za-z])', '\\1\\3\\5 \\2\\4\\6'"
+# a space goes in at lower->Upper, letter->digit and digit->letter boundaries, then everything is
+# lower-cased and the index splits on non-alphanumerics. One simple pattern per boundary kind: a
+# pattern's matches cannot overlap and inserted spaces make no new boundaries, so each pass is
+# complete — and three simple passes cost a third of one alternation (measured on 400 k rows).
+_BOUNDARIES = ("([a-z])([A-Z])", "([A-Za-z])([0-9])", "([0-9])([A-Za-z])")
 
 
 def normalised(column: str) -> str:
     """SQL expression the full-text index is built on; queries must search this exact expression."""
-    return f"lower(replaceRegexpAll(replaceRegexpAll({column}, {_SPLIT}), {_SPLIT}))"
+    expr = column
+    for pattern in _BOUNDARIES:
+        expr = f"replaceRegexpAll({expr}, '{pattern}', '\\\\1 \\\\2')"
+    return f"lower({expr})"
 
 
 BODY_TOKENS = normalised("Body")

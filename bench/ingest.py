@@ -1,0 +1,142 @@
+"""End-to-end OTLP/HTTP log ingest: a separate load-generator process against a fresh `ferry run`.
+
+Prints records/s from first send to all-queryable, CPU-seconds per million records, and peak RSS.
+Usage: python bench/ingest.py [--seconds 60] [--batch 5000] [--conns 4] [--workers 1] [--receivers 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from ferry.testing import FerryProcess
+from ferry.testing.otlp import logs_request
+
+WORDS = "payment checkout user order cache db timeout retry refused accepted PaymentService SD500 Wi-Fi".split()
+
+
+def _payloads(batch: int, n: int) -> list[bytes]:
+    out = []
+    for p in range(n):
+        bodies = [
+            f"{WORDS[(i + p) % len(WORDS)]} request {p}-{i} took {(i * 7) % 900} ms for user u{(i * 13) % 5000} "
+            f"on /api/v1/{WORDS[(i * 3) % len(WORDS)]}"
+            for i in range(batch)
+        ]
+        out.append(logs_request(bodies, service=f"svc-{p % 8}", attrs={"env": "bench", "region": "eu-1"}))
+    return out
+
+
+def _sender(url: str, payloads: list[bytes], seconds: float, conns: int, q: mp.Queue) -> None:  # type: ignore[type-arg]
+    import threading
+
+    sent = [0] * conns
+    refused = [0] * conns
+    stop = time.monotonic() + seconds
+
+    def worker(k: int) -> None:
+        with httpx.Client(timeout=30) as c:
+            i = k
+            while time.monotonic() < stop:
+                r = c.post(url, content=payloads[i % len(payloads)], headers={"content-type": "application/x-protobuf"})
+                if r.status_code == 200:
+                    sent[k] += 1
+                else:
+                    refused[k] += 1
+                    time.sleep(float(r.headers.get("Retry-After", "0.2")) / 10)
+                i += conns
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(conns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    q.put((sum(sent), sum(refused)))
+
+
+def _procs_of(supervisor: int) -> list[int]:
+    """The supervisor's children: every role process and the nats-server."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError):
+                continue
+            if ppid == supervisor:
+                pids.append(int(d.name))
+    return pids
+
+
+def _role(pid: int) -> str:
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    return " ".join(argv[-3:-1]) if "ferry.runtime.child" in argv else "nats-server"
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _hwm_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--batch", type=int, default=5000)
+    ap.add_argument("--conns", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=1, help="parser processes")
+    ap.add_argument("--receivers", type=int, default=1, help="receiver processes")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="ferry-bench-"))
+    f = FerryProcess(
+        tmp / "data",
+        config={"parser": {"workers": args.workers}, "receivers": {"workers": args.receivers},
+                "writer": {"max_wait_s": 1.0}},
+    ).start()
+    try:
+        pids = _procs_of(f.proc.pid)  # type: ignore[union-attr]
+        cpu0 = {p: _cpu_s(p) for p in pids}
+        payloads = _payloads(args.batch, 16)
+        q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+        t0 = time.monotonic()
+        sender = mp.Process(target=_sender, args=(f"{f.otlp_http}/v1/logs", payloads, args.seconds, args.conns, q))
+        sender.start()
+        sent_batches, refused = q.get()
+        sender.join()
+        t_sent = time.monotonic() - t0
+        want = sent_batches * args.batch
+        while f.sql_count("logs") < want:
+            time.sleep(0.2)
+            if time.monotonic() - t0 > args.seconds * 10:
+                raise SystemExit(f"only {f.sql_count('logs')} of {want} records queryable")
+        t_done = time.monotonic() - t0
+        cpu = sum(_cpu_s(p) - cpu0.get(p, 0.0) for p in pids if Path(f"/proc/{p}").exists())
+        rss = {p: _hwm_kb(p) for p in pids if Path(f"/proc/{p}").exists()}
+        print(f"records sent+acked     {want:,} in {t_sent:.1f}s ({want / t_sent:,.0f}/s acked); {refused} requests refused (429/503)")
+        print(f"end to end             {want / t_done:,.0f} records/s (first send -> all queryable in {t_done:.1f}s)")
+        print(f"ferry CPU              {cpu:.1f} CPU-s = {cpu / (want / 1e6):.1f} CPU-s per million records")
+        print(f"peak RSS               {sum(rss.values()) / 1024:,.0f} MB summed over {len(rss)} processes "
+              f"(largest {max(rss.values()) / 1024:,.0f} MB)")
+        for p in pids:
+            if Path(f"/proc/{p}").exists():
+                print(f"  {_role(p):<22} {_cpu_s(p) - cpu0.get(p, 0.0):6.1f} CPU-s  peak RSS {rss[p] / 1024:,.0f} MB")
+        print(f"config                 batch={args.batch} conns={args.conns} parser workers={args.workers} receivers={args.receivers}")
+    finally:
+        f.stop()
+
+
+if __name__ == "__main__":
+    main()

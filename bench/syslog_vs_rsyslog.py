@@ -1,0 +1,390 @@
+"""Syslog TCP ingest throughput: a fresh `ferry run` against a private rsyslogd (imtcp -> omfile).
+
+Sends the same N distinct octet-counted RFC 5424 lines to each in turn; prints lines/s, MB/s, ratio and peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ferry.config.model import SyslogConfig, WriterConfig
+from ferry.testing import FerryProcess, free_port
+
+LOGHUB = Path("/work/shared/datasets/loghub")
+SOURCES = [LOGHUB / "Linux" / "Linux_2k.log", LOGHUB / "OpenSSH" / "OpenSSH_2k.log"]
+# "Jun 14 15:16:01 combo sshd(pam_unix)[19939]: message" -> app, pid, message
+_RAW = re.compile(r"^\w{3}\s+\d+\s+[\d:]+\s+\S+\s+([^\s\[:]+)(?:\[(\d+)\])?:\s?(.*)$")
+CHUNK = 256 * 1024
+SAMPLES = 8
+
+
+# --- workload -----------------------------------------------------------------------------------
+
+
+def load_bodies() -> list[tuple[str, str, str]]:
+    """(app, procid, message) for every parseable line of the loghub Linux and OpenSSH samples."""
+    out: list[tuple[str, str, str]] = []
+    for path in SOURCES:
+        for raw in path.read_text(errors="replace").splitlines():
+            m = _RAW.match(raw)
+            if m and m.group(3).strip():
+                app = re.sub(r"[^\x21-\x7e]", "_", m.group(1))[:48]
+                out.append((app, m.group(2) or "-", m.group(3).strip()))
+    if not out:
+        raise SystemExit(f"no usable lines in {SOURCES}")
+    return out
+
+
+def make_lines(n: int, seed: int = 5424) -> list[bytes]:
+    """N distinct RFC 5424 messages (no framing); message i ends in the token `seq=i`."""
+    rng = random.Random(seed)
+    bodies = load_bodies()
+    hosts = [f"{kind}-{i:02d}.{dc}.example.net" for kind in ("web", "db", "cache", "auth", "edge")
+             for i in range(1, 9) for dc in ("fra1", "ams2")]
+    msgids = ["-"] * 6 + ["AUTH", "SESS", "ID47", "PAM", "NET", "AUDIT"]
+    facilities = [4, 10, 3, 1, 16, 17, 18, 23]  # auth, authpriv, daemon, user, local0-2, local7
+    severities = [6] * 8 + [5] * 3 + [4] * 3 + [3] * 2 + [7] * 2 + [2]
+    base = datetime.now(UTC) - timedelta(minutes=5)
+    out: list[bytes] = []
+    for i in range(n):
+        app, pid, msg = bodies[rng.randrange(len(bodies))]
+        host = hosts[rng.randrange(len(hosts))]
+        pri = facilities[rng.randrange(len(facilities))] * 8 + severities[rng.randrange(len(severities))]
+        procid = pid if pid != "-" and rng.random() < 0.8 else str(rng.randint(100, 65000))
+        ts = (base + timedelta(microseconds=i * 400)).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        r = rng.random()
+        if r < 0.15:
+            sd = f'[origin ip="10.{i % 250}.{(i >> 8) % 250}.{rng.randint(1, 254)}" software="{app}"]'
+        elif r < 0.25:
+            sd = (f'[exampleSDID@32473 iut="{rng.randint(1, 9)}" eventSource="{app}" eventID="{1000 + i % 97}"]'
+                  f'[meta sequenceId="{i}"]')
+        else:
+            sd = "-"
+        line = f"<{pri}>1 {ts} {host} {app} {procid} {msgids[rng.randrange(len(msgids))]} {sd} {msg} seq={i}"
+        out.append(line.encode())
+    return out
+
+
+def octet_counted(lines: list[bytes]) -> bytes:
+    """RFC 6587 octet-counting framing: `LEN SP MSG` back to back."""
+    return b"".join(b"%d %s" % (len(x), x) for x in lines)
+
+
+# --- sender -------------------------------------------------------------------------------------
+
+
+def _send(port: int, payload: bytes, q: Any) -> None:
+    """Runs in a forked process: one TCP connection, sendall in chunks, report monotonic start/end."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+        view = memoryview(payload)
+        t0 = time.monotonic()
+        for off in range(0, len(view), CHUNK):
+            s.sendall(view[off : off + CHUNK])
+        t1 = time.monotonic()
+        s.shutdown(socket.SHUT_WR)
+    q.put((t0, t1))
+
+
+def start_sender(port: int, payload: bytes) -> tuple[mp.process.BaseProcess, Any]:
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_send, args=(port, payload, q), daemon=True)
+    p.start()
+    return p, q
+
+
+# --- process memory ---------------------------------------------------------------------------------
+
+
+def vm_hwm_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+    except OSError:
+        return []
+
+
+def ferry_processes(supervisor: int) -> dict[str, int]:
+    """label -> pid for the supervisor's role processes and its nats-server."""
+    out: dict[str, int] = {}
+    for pid in children(supervisor):
+        argv = cmdline(pid)
+        if "ferry.runtime.child" in argv:
+            i = argv.index("ferry.runtime.child")
+            out[f"{argv[i + 1]}-{argv[i + 2]}"] = pid
+        elif argv and "nats-server" in os.path.basename(argv[0]):
+            out["nats-server"] = pid
+    return out
+
+
+# --- runs ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    name: str
+    lines: int = 0
+    seconds: float = 0.0
+    send_seconds: float = 0.0
+    wire_bytes: int = 0
+    rss_kb: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.lines / self.seconds if self.seconds else 0.0
+
+    @property
+    def mbps(self) -> float:
+        return self.wire_bytes / 1e6 / self.seconds if self.seconds else 0.0
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"rsyslogd exited with {proc.returncode}") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError("rsyslogd did not open its port") from None
+            time.sleep(0.05)
+
+
+def run_rsyslog(work: Path, payload: bytes, n: int, timeout: float) -> Result:
+    res = Result("rsyslog", wire_bytes=len(payload))
+    port = free_port()
+    out = work / "messages.log"
+    spool = work / "spool"
+    spool.mkdir(parents=True)
+    conf = work / "rsyslog.conf"
+    conf.write_text(
+        f"""global(workDirectory="{spool}")
+module(load="imtcp")
+input(type="imtcp" port="{port}" address="127.0.0.1" ruleset="bench")
+ruleset(name="bench") {{
+  action(type="omfile" file="{out}" template="RSYSLOG_FileFormat")
+}}
+"""
+    )
+    proc = subprocess.Popen(["rsyslogd", "-n", "-f", str(conf), "-i", str(work / "rsyslog.pid")],
+                            stdout=open(work / "rsyslogd.out", "wb"), stderr=subprocess.STDOUT)
+    sender: mp.process.BaseProcess | None = None
+    try:
+        wait_port(port, proc)
+        sender, q = start_sender(port, payload)
+        seen, pos, t_done = 0, 0, 0.0
+        deadline = time.monotonic() + timeout
+        while seen < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"rsyslog wrote {seen}/{n} lines within {timeout:.0f}s")
+            if out.exists():
+                with open(out, "rb") as f:
+                    f.seek(pos)
+                    chunk = f.read()
+                pos += len(chunk)
+                seen += chunk.count(b"\n")
+                if seen >= n:
+                    t_done = time.monotonic()
+                    break
+            time.sleep(0.02)
+        t0, t1 = q.get(timeout=30)
+        res.lines, res.seconds, res.send_seconds = seen, t_done - t0, t1 - t0
+        res.rss_kb["rsyslogd"] = vm_hwm_kb(proc.pid)
+        # Spot-check: the sampled seq tokens are in the file (not timed).
+        text = out.read_bytes()
+        for i in random.Random(1).sample(range(n), min(SAMPLES, n)):
+            if b" seq=%d\n" % i not in text:
+                raise RuntimeError(f"rsyslog output lacks seq={i}")
+        res.notes.append(f"output file {out.stat().st_size / 1e6:.1f} MB, {SAMPLES} sampled seq tokens found")
+        return res
+    finally:
+        if sender is not None and sender.is_alive():
+            sender.kill()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _profile(pids: dict[str, int], seconds: int, outdir: Path) -> list[subprocess.Popen[bytes]]:
+    outdir.mkdir(parents=True, exist_ok=True)
+    spies = []
+    for label, pid in pids.items():
+        if label == "nats-server":
+            continue
+        spies.append(subprocess.Popen(
+            ["py-spy", "record", "--pid", str(pid), "-d", str(seconds), "-r", "50", "-f", "raw",
+             "-o", str(outdir / f"{label}.txt")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return spies
+
+
+def run_ferry(work: Path, payload: bytes, n: int, workers: int, timeout: float,
+              profile: tuple[Path, int] | None) -> Result:
+    res = Result(f"ferry (parser workers={workers})", wire_bytes=len(payload))
+    # FerryProcess tunes batch waits down for tests; put back the shipped defaults.
+    cfg = {
+        "parser": {"workers": workers},
+        "receivers": {"syslog": {"batch_wait_s": SyslogConfig().batch_wait_s}},
+        "writer": {"max_wait_s": WriterConfig().max_wait_s},
+    }
+    ferry = FerryProcess(work / "data", config=cfg)
+    sender: mp.process.BaseProcess | None = None
+    spies: list[subprocess.Popen[bytes]] = []
+    try:
+        ferry.start()
+        assert ferry.proc is not None
+        pids = ferry_processes(ferry.proc.pid)
+        client = httpx.Client(base_url=ferry.api, timeout=30)
+        sender, q = start_sender(ferry.syslog_port, payload)
+        if profile is not None:
+            spies = _profile(pids, profile[1], profile[0])
+        stored, t_done = 0, 0.0
+        deadline = time.monotonic() + timeout
+        while stored < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"ferry stored {stored}/{n} lines within {timeout:.0f}s\n{ferry.output()[-2000:]}")
+            try:
+                stored = int(client.get("/api/v1/status").json()["stored"].get("logs", 0))
+            except (httpx.HTTPError, ValueError, KeyError):
+                pass
+            if stored >= n:
+                t_done = time.monotonic()
+                break
+            time.sleep(0.1)
+        t0, t1 = q.get(timeout=30)
+        res.lines, res.seconds, res.send_seconds = stored, t_done - t0, t1 - t0
+        for label, pid in sorted(pids.items()):
+            res.rss_kb[label] = vm_hwm_kb(pid)
+        # Queryable, not just counted: sampled seq tokens are each found exactly once (not timed).
+        tv = time.monotonic()
+        for i in random.Random(1).sample(range(n), min(SAMPLES, n)):
+            rows = client.get("/api/v1/logs", params={"q": f"seq={i}", "since": "1d", "limit": 10}).json()["logs"]
+            if len(rows) != 1 or not rows[0]["body"].endswith(f" seq={i}"):
+                raise RuntimeError(f"search for seq={i} returned {len(rows)} rows: {rows[:2]}")
+        res.notes.append(f"{SAMPLES} sampled seq tokens each found once via /api/v1/logs "
+                         f"({(time.monotonic() - tv) / SAMPLES * 1000:.0f} ms/query)")
+        if stored != n:
+            res.notes.append(f"WARNING: stored {stored} rows for {n} lines sent")
+        client.close()
+        return res
+    finally:
+        for spy in spies:
+            try:
+                spy.wait(profile[1] + 30 if profile else 1)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                spy.wait()
+        if sender is not None and sender.is_alive():
+            sender.kill()
+        ferry.stop()
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+def report(results: list[Result], n: int, payload: bytes) -> None:
+    print(f"\nworkload: {n:,} distinct RFC 5424 lines, octet-counted TCP framing (RFC 6587), one connection, "
+          f"{len(payload) / 1e6:.1f} MB on the wire, {len(payload) / n:.0f} B/frame")
+    print("clock: from the sender's first byte until rsyslog's file holds N lines / ferry's status counts N rows")
+    print(f"{'receiver':<28}{'lines':>10}{'seconds':>10}{'lines/s':>12}{'MB/s':>8}{'send s':>9}{'peak RSS MB':>13}")
+    for r in results:
+        rss = sum(r.rss_kb.values()) / 1024
+        print(f"{r.name:<28}{r.lines:>10,}{r.seconds:>10.2f}{r.rate:>12,.0f}{r.mbps:>8.2f}"
+              f"{r.send_seconds:>9.2f}{rss:>13.1f}")
+    for r in results:
+        parts = ", ".join(f"{k} {v / 1024:.1f}" for k, v in sorted(r.rss_kb.items()))
+        print(f"  {r.name} VmHWM MB: {parts}")
+        for note in r.notes:
+            print(f"  {r.name}: {note}")
+    base = results[0]
+    for r in results[1:]:
+        ratio = r.rate / base.rate if base.rate else 0.0
+        verdict = "meets" if ratio >= 0.5 else "SHORT of"
+        print(f"ratio {r.name}/rsyslog = {ratio:.3f}  ({verdict} the 0.5 goal)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lines", type=int, default=500_000, help="distinct lines to send (default 500000)")
+    ap.add_argument("--parser-workers", type=int, default=1, help="ferry config parser.workers (default 1)")
+    ap.add_argument("--keep", action="store_true", help="leave the temporary data dirs in place")
+    ap.add_argument("--timeout", type=float, default=300.0, help="per-receiver limit, seconds (default 300)")
+    ap.add_argument("--profile", metavar="DIR", type=Path,
+                    help="py-spy record (raw) ferry's ingest/parser/store during the ferry run into DIR")
+    ap.add_argument("--profile-seconds", type=int, default=15)
+    args = ap.parse_args(argv)
+    if shutil.which("rsyslogd") is None:
+        print("rsyslogd not found", file=sys.stderr)
+        return 2
+    n = args.lines
+    t = time.monotonic()
+    lines = make_lines(n)
+    if len(set(lines)) != n:
+        raise RuntimeError("generated lines are not distinct")
+    payload = octet_counted(lines)
+    print(f"generated {n:,} lines in {time.monotonic() - t:.1f}s; e.g.\n  {lines[0].decode()}\n  {lines[7].decode()}")
+    tmp = Path(tempfile.mkdtemp(prefix="ferry-bench-"))
+    # SIGTERM becomes an exception so the finally blocks stop rsyslogd, ferry and the sender.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        results = [run_rsyslog(tmp / "rsyslog", payload, n, args.timeout)]
+        print(f"rsyslog: {results[0].lines:,} lines in {results[0].seconds:.2f}s", flush=True)
+        del lines
+        prof = (args.profile, args.profile_seconds) if args.profile else None
+        results.append(run_ferry(tmp / "ferry", payload, n, args.parser_workers, args.timeout, prof))
+        print(f"ferry: {results[1].lines:,} lines in {results[1].seconds:.2f}s", flush=True)
+        report(results, n, payload)
+    finally:
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
