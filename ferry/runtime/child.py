@@ -26,6 +26,10 @@ def main() -> None:
     ready = cfg.data_dir / "run" / f"{role}-{index}.ready"
     ready.unlink(missing_ok=True)
 
+    from ferry.telemetry import metrics
+
+    metrics.declare(role)
+
     async def main_async() -> None:
         task = asyncio.create_task(ROLES[role](cfg))
         # Ready = the role survived its start-up (ports bound, bus declared, store open).

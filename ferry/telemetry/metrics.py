@@ -76,3 +76,43 @@ def render(extra: Collector | None = None) -> bytes:
         finally:
             registry.unregister(extra)
     return generate_latest(registry)
+
+
+_SIGNALS = ("logs", "traces", "metrics")
+_OTLP = ("otlp_http", "otlp_grpc")
+_TABLES = (
+    "otel_logs",
+    "otel_traces",
+    "otel_metrics_gauge",
+    "otel_metrics_sum",
+    "otel_metrics_histogram",
+    "otel_metrics_exponential_histogram",
+    "otel_metrics_summary",
+)
+
+
+def declare(role: str) -> None:
+    """Create every series a role can move, at 0, so that alerts on rate() see them before the first event."""
+    if role == "ingest":
+        for s in _SIGNALS:
+            for r in _OTLP:
+                received.labels(s, r)
+                for reason in ("malformed", "too_large", "backpressure", "unavailable", "invalid_trace_id", "invalid_span_id"):
+                    refused.labels(s, r, reason)
+        received.labels("logs", "syslog")
+        dropped.labels("syslog_udp", "overload")
+        dropped.labels("syslog", "truncated")
+        retried.labels("syslog", "backpressure")
+        retried.labels("publish", "bus_unavailable")
+    elif role == "parser":
+        processed.labels("parser")
+        retried.labels("parser", "unavailable")
+        dropped.labels("parser", "quarantined")
+    elif role == "store":
+        for t in _TABLES:
+            written.labels(t)
+            deduplicated.labels(t)
+            spooled.labels(t)
+            unspooled.labels(t)
+        retried.labels("writer", "store_unavailable")
+        dropped.labels("writer", "quarantined")

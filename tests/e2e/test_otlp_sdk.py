@@ -24,29 +24,31 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from ferry.testing import FerryProcess
 
 
-def _exporters(transport: str, ferry: FerryProcess):  # type: ignore[no-untyped-def]
+def _exporters(transport: str, ferry: FerryProcess, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Stock exporters configured only by the standard environment variables, as an app would be."""
     if transport == "grpc":
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://{ferry.otlp_grpc}")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-        ep = f"http://{ferry.otlp_grpc}"
-        return OTLPLogExporter(endpoint=ep, insecure=True), OTLPSpanExporter(endpoint=ep, insecure=True), OTLPMetricExporter(endpoint=ep, insecure=True)
+        return OTLPLogExporter(), OTLPSpanExporter(), OTLPMetricExporter()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", ferry.otlp_http)
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HLog
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HMetric
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HSpan
 
-    ep = ferry.otlp_http
-    return HLog(endpoint=f"{ep}/v1/logs"), HSpan(endpoint=f"{ep}/v1/traces"), HMetric(endpoint=f"{ep}/v1/metrics")
+    return HLog(), HSpan(), HMetric()
 
 
 @pytest.mark.parametrize("transport", ["http", "grpc"])
-def test_sdk_logs_traces_metrics_land_with_context(ferry: FerryProcess, transport: str) -> None:
+def test_sdk_logs_traces_metrics_land_with_context(ferry: FerryProcess, transport: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """An instrumented app's logs, spans and metrics (gauge, sum, histogram with exemplars) are all stored."""
     run = uuid.uuid4().hex[:10]
     service = f"checkout-{transport}-{run}"
     resource = Resource.create({"service.name": service, "host.name": "web-7", "deployment.environment": "test"})
-    log_exp, span_exp, metric_exp = _exporters(transport, ferry)
+    log_exp, span_exp, metric_exp = _exporters(transport, ferry, monkeypatch)
 
     tp = TracerProvider(resource=resource)
     tp.add_span_processor(BatchSpanProcessor(span_exp))

@@ -1,0 +1,99 @@
+"""The same ferry in other shapes: several parser/receiver processes, and an external NATS bus.
+
+Also checks the self-metrics page names every outcome an operator needs.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from ferry.bus.server import binary
+from ferry.testing import FerryProcess, free_port
+from ferry.testing.otlp import logs_request
+
+PB = {"content-type": "application/x-protobuf"}
+
+
+def _children(ferry: FerryProcess) -> list[str]:
+    out = subprocess.run(["ps", "-o", "args=", "--ppid", str(ferry.proc.pid)], capture_output=True, text=True)  # type: ignore[union-attr]
+    return out.stdout.splitlines()
+
+
+def test_workers_run_as_a_consumer_group(tmp_path: Path) -> None:
+    """`parser.workers: 2` and `receivers.workers: 2` run four role processes; every record lands once."""
+    f = FerryProcess(tmp_path / "data", config={"receivers": {"workers": 2}}, workers=2).start()
+    try:
+        kids = _children(f)
+        assert sum("ferry.runtime.child parser" in k for k in kids) == 2
+        assert sum("ferry.runtime.child ingest" in k for k in kids) == 2
+        tag = f"grp{uuid.uuid4().hex[:8]}"
+        bodies = [f"{tag} r{i}" for i in range(3000)]
+        for k in range(0, 3000, 100):  # many requests, spread over both receivers by the kernel
+            with httpx.Client() as c:
+                assert c.post(f"{f.otlp_http}/v1/logs", content=logs_request(bodies[k:k + 100]), headers=PB).status_code == 200
+        rows = f.wait_for(lambda: (r := f.search(tag, limit=5000)) and len(r) >= 3000 and r, timeout=60)
+        assert sorted(r["body"] for r in rows) == sorted(bodies)
+    finally:
+        assert f.stop() == 0
+
+
+def test_external_bus_url_is_used_instead_of_a_private_server(tmp_path: Path) -> None:
+    """With bus.url set, ferry starts no nats-server of its own and runs over the given JetStream."""
+    port, mon = free_port(), free_port()
+    store = tmp_path / "js"
+    conf = tmp_path / "nats.conf"
+    conf.write_text(f'listen: 127.0.0.1:{port}\nhttp: 127.0.0.1:{mon}\nmax_payload: 8388608\n'
+                    f'jetstream {{ store_dir: "{store}" }}\n')
+    nats = subprocess.Popen([binary(), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"http://127.0.0.1:{mon}/healthz?js-enabled-only=true").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        f = FerryProcess(tmp_path / "data", config={"bus": {"url": f"nats://127.0.0.1:{port}"}}).start()
+        try:
+            assert not any("nats-server" in k for k in _children(f))
+            assert f"bus: nats://127.0.0.1:{port}" in f.output()
+            tag = f"ext{uuid.uuid4().hex[:8]}"
+            r = httpx.post(f"{f.otlp_http}/v1/logs", content=logs_request([f"{tag} hello"]), headers=PB)
+            assert r.status_code == 200
+            assert f.wait_for(lambda: f.search(tag))[0]["body"] == f"{tag} hello"
+            streams = httpx.get(f"http://127.0.0.1:{mon}/jsz?streams=true").json()
+            names = {s["name"] for a in streams["account_details"] for s in a["stream_detail"]}
+            assert {"FERRY_LOGGING", "FERRY_LOG_COMMIT", "FERRY_SYSLOG", "FERRY_TRACE_COMMIT"} <= names
+        finally:
+            assert f.stop() == 0
+    finally:
+        nats.terminate()
+        nats.wait(10)
+
+
+def test_metrics_page_names_every_outcome(ferry: FerryProcess) -> None:
+    """GET /metrics has received, written, refused (by reason), consumer lag and insert latency after traffic."""
+    tag = f"m{uuid.uuid4().hex[:8]}"
+    httpx.post(f"{ferry.otlp_http}/v1/logs", content=logs_request([f"{tag} a", f"{tag} b"]), headers=PB)
+    httpx.post(f"{ferry.otlp_http}/v1/logs", content=b"junk", headers=PB)
+    ferry.wait_for(lambda: ferry.search(tag))
+    text = ferry.wait_for(lambda: (t := ferry.metrics_text()) and "ferry_consumer_lag_batches" in t and t)
+    for name in (
+        'ferry_received_records_total{receiver="otlp_http",signal="logs"}',
+        'ferry_written_rows_total{table="otel_logs"}',
+        'ferry_refused_records_total{reason="malformed",receiver="otlp_http",signal="logs"}',
+        'ferry_consumer_lag_batches{group="writer",topic="log_commit"}',
+        'ferry_store_insert_seconds_bucket{le="0.1",table="otel_logs"}',
+        "ferry_spool_pending_batches",
+        "ferry_bus_server_restarts_total",
+        "ferry_topic_bytes",
+    ):
+        assert name in text, name
+    for family in ("ferry_retried_batches_total", "ferry_spooled_batches_total", "ferry_deduplicated_batches_total",
+                   "ferry_dropped_records_total"):
+        assert f"# TYPE {family.removesuffix('_total')} counter" in text or f"# HELP {family}" in text, family
+    assert ferry.metric("ferry_written_rows_total", table="otel_logs") >= 2
