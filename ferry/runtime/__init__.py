@@ -1,1 +1,4 @@
-"""runtime package."""
+"""Running ferry: the supervisor, the role processes, and the one runner every stage uses.
+
+See docs/ARCHITECTURE.md for how the processes fit together.
+"""

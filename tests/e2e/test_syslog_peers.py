@@ -18,6 +18,7 @@ import pytest
 from ferry.testing import FerryProcess, free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("logger") is None, reason="util-linux logger not installed")
+RSYSLOGD = shutil.which("rsyslogd") or ("/usr/sbin/rsyslogd" if Path("/usr/sbin/rsyslogd").exists() else None)
 
 
 def _logger(ferry: FerryProcess, *args: str) -> None:
@@ -89,7 +90,7 @@ def test_many_lines_over_one_tcp_connection_all_land(ferry: FerryProcess) -> Non
     assert n == 5000
 
 
-@pytest.mark.skipif(shutil.which("rsyslogd") is None, reason="rsyslog not installed")
+@pytest.mark.skipif(RSYSLOGD is None, reason="rsyslog not installed")
 def test_rsyslog_forwarding_lands(ferry: FerryProcess, tmp_path: Path) -> None:
     """A real rsyslogd relays lines to ferry over TCP (octet-counted RFC 5424) and over UDP."""
     in_port = free_port()
@@ -109,7 +110,7 @@ ruleset(name="fwd") {{
 }}
 """
     )
-    proc = subprocess.Popen(["rsyslogd", "-n", "-f", str(conf), "-i", str(tmp_path / "rsyslog.pid")],
+    proc = subprocess.Popen([str(RSYSLOGD), "-n", "-f", str(conf), "-i", str(tmp_path / "rsyslog.pid")],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 15
