@@ -33,6 +33,20 @@ def _payloads(batch: int, n: int) -> list[bytes]:
     return out
 
 
+def _unique_suffix(n: int) -> bytes:
+    """A serialized ExportLogsServiceRequest holding one empty resource tagged `n`.
+
+    Concatenated protobuf messages merge, so payload + suffix is a distinct request with the same
+    records: ferry derives batch ids from request bytes and would rightly drop exact repeats.
+    """
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    req = ExportLogsServiceRequest()
+    req.resource_logs.add().resource.attributes.append(KeyValue(key="bench.seq", value=AnyValue(int_value=n)))
+    return req.SerializeToString()
+
+
 def _sender(url: str, payloads: list[bytes], seconds: float, conns: int, q: mp.Queue) -> None:  # type: ignore[type-arg]
     import threading
 
@@ -44,7 +58,8 @@ def _sender(url: str, payloads: list[bytes], seconds: float, conns: int, q: mp.Q
         with httpx.Client(timeout=30) as c:
             i = k
             while time.monotonic() < stop:
-                r = c.post(url, content=payloads[i % len(payloads)], headers={"content-type": "application/x-protobuf"})
+                body = payloads[i % len(payloads)] + _unique_suffix(i)
+                r = c.post(url, content=body, headers={"content-type": "application/x-protobuf"})
                 if r.status_code == 200:
                     sent[k] += 1
                 else:

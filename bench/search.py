@@ -11,7 +11,9 @@ import math
 import multiprocessing as mp
 import os
 import queue
+import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,14 +24,21 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import httpx  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from bench._logdata import LogData  # noqa: E402
+from bench._logdata import SYSTEMS, LogData  # noqa: E402
+from ferry.api.app import LOG_COLUMNS  # noqa: E402
 from ferry.config.model import RetentionConfig  # noqa: E402
+from ferry.query import logs_sql  # noqa: E402
+from ferry.query import traces as traces_q  # noqa: E402
 from ferry.store.chdb_store import ChdbStore  # noqa: E402
+from ferry.testing import FerryProcess  # noqa: E402
 
 DAY_NS = 86_400 * 10**9
 META = "bench-search.json"
+# The tie-break the compiled search SQL orders by (ferry.query.logs_sql), for the hand-written variants.
+KEY_EXPR = logs_sql._CURSOR_KEY_EXPR
 
 
 def _du(path: Path) -> int:
@@ -111,6 +120,193 @@ def load(data_dir: Path, rows: int, batch: int, seed: int, settle_s: float, out:
     )  # fmt: skip
 
 
+# --- the workload --------------------------------------------------------------------------------
+
+KINDS = {
+    "a": "(a) rare word, ~0.1% of rows",
+    "b": "(b) common word, 3-15% of rows",
+    "c": '(c) phrase "w1 w2 w3"',
+    "d": "(d) service:X level:error word",
+    "e": "(e) trace lookup /traces/{id}",
+    "f": "(f) 1 h count by service (chDB only)",
+}
+SEARCH_KINDS = ("a", "b", "c", "d")
+
+
+def workload(data: LogData, traces: list[str], n: int, seed: int) -> dict[str, list[str]]:
+    """`n` distinct queries per kind (the first of each is the untimed warm-up), drawn from the data."""
+    rng = random.Random(seed + 2)
+    df = data.token_df()
+
+    def pick(cands: list[str]) -> list[str]:
+        if len(cands) < n:
+            raise SystemExit(f"only {len(cands)} candidate terms for {n} runs; lower --runs")
+        return rng.sample(sorted(cands), n)
+
+    rare = pick([t for t, f in df.items() if 0.0005 <= f <= 0.002 and len(t) >= 4])
+    common = pick([t for t, f in df.items() if 0.03 <= f <= 0.15 and len(t) >= 3])
+    phrases = pick([p for p, f in data.phrase_df().items() if 0.001 <= f <= 0.02])
+    kv = []
+    big = [i for i, w in enumerate(data.service_weight) if w >= 1 / len(data.services)]
+    for i in range(n):
+        svc = big[i % len(big)]
+        sdf = data.system_token_df(SYSTEMS[data.service_system[svc]])
+        word = rng.choice(sorted(t for t, f in sdf.items() if 0.05 <= f <= 0.5 and len(t) >= 4))
+        kv.append(f"service:{data.services[svc]} level:error {word}")
+    hours = [str(rng.randrange(0, 23)) for _ in range(n)]  # (f): the window ends this many hours before load end
+    counts = [f"{h} {w}" for h, w in zip(hours, common, strict=True)]
+    return {
+        "a": rare,
+        "b": common,
+        "c": [f'"{p}"' for p in phrases],
+        "d": kv,
+        "e": rng.sample(traces, n),
+        "f": counts,
+    }
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000
+
+
+def _pct(xs: list[float], p: float) -> float:
+    s = sorted(xs)
+    k = (len(s) - 1) * p / 100
+    lo, hi = math.floor(k), math.ceil(k)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+# --- direct chDB ---------------------------------------------------------------------------------
+
+
+def _sql_for(kind: str, case: str, end_ns: int) -> str:
+    """The SQL ferry's API runs for a search (since=24h, limit=100), or the SQL of a (f) count."""
+    if kind in SEARCH_KINDS:
+        start = time.time_ns() - DAY_NS
+        return logs_sql.compile_logs(case, start_ns=start, end_ns=None, limit=100, columns=LOG_COLUMNS)
+    hours, word = case.split(" ", 1)
+    hi = end_ns - int(hours) * 3600 * 10**9
+    return logs_sql.compile_logs_count(word, start_ns=hi - 3600 * 10**9, end_ns=hi, group_by="service")
+
+
+def _direct_case(store: ChdbStore, kind: str, case: str, end_ns: int) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    if kind == "e":
+        bounds = store.query_rows(traces_q.time_bounds_sql(case))[0]
+        s = e = None
+        if int(bounds["n"]):  # type: ignore[call-overload]
+            s, e = int(bounds["s"]), int(bounds["e"])  # type: ignore[call-overload]
+        spans = store.query_bytes(traces_q.spans_sql(case, s, e))
+        logs = store.query_bytes(traces_q.logs_sql(case))
+        return _ms(t0), spans.count(b"\n") + logs.count(b"\n")
+    out = store.query_bytes(_sql_for(kind, case, end_ns))
+    return _ms(t0), out.count(b"\n")
+
+
+def _variants(where: str, limit: int = 100) -> dict[str, str]:
+    """Hand-written variants of the search SQL, to see where the time goes."""
+    cols = f"{LOG_COLUMNS}, toUnixTimestamp64Nano(Timestamp) AS _cursor_ts"
+    return {
+        "V0 as compiled (ORDER BY Timestamp, _cursor_key hash)": f"SELECT {cols}, {KEY_EXPR} AS _cursor_key "
+        f"FROM otel_logs WHERE {where} ORDER BY Timestamp DESC, _cursor_key DESC LIMIT {limit}",
+        "V1 no tie-break (ORDER BY Timestamp only)": f"SELECT {cols}, {KEY_EXPR} AS _cursor_key "
+        f"FROM otel_logs WHERE {where} ORDER BY Timestamp DESC LIMIT {limit}",
+        "V2 tie-break on a stored 8-byte column (IngestTime as stand-in)": f"SELECT {cols}, "
+        f"toString(toUnixTimestamp64Nano(IngestTime)) AS _cursor_key FROM otel_logs WHERE {where} "
+        f"ORDER BY Timestamp DESC, IngestTime DESC LIMIT {limit}",
+        "L1 lower bound: index + top-100 Timestamps only": f"SELECT Timestamp FROM otel_logs WHERE {where} "
+        f"ORDER BY Timestamp DESC LIMIT {limit}",
+        "L2 index only: count() of matches": f"SELECT count() FROM otel_logs WHERE {where}",
+    }
+
+
+def direct(data_dir: Path, cases: dict[str, list[str]], end_ns: int, out: Any) -> None:
+    """Child process: time every case straight on chDB (same SQL as the API), then the variants."""
+    store = ChdbStore(data_dir / "store")
+    parts_before = _parts(store)
+    for kind, qs in cases.items():
+        _direct_case(store, kind, qs[0], end_ns)  # warm-up
+    times: dict[str, list[tuple[float, int]]] = {k: [] for k in cases}
+    for i in range(1, len(cases["a"])):
+        for kind, qs in cases.items():  # interleaved, so a burst of other load hits every kind alike
+            times[kind].append(_direct_case(store, kind, qs[i], end_ns))
+    matches: dict[str, list[int]] = {}
+    for kind in SEARCH_KINDS:
+        matches[kind] = []
+        for q in cases[kind][1:]:
+            where = _where(q, time.time_ns() - DAY_NS, None)
+            matches[kind].append(int(store.query_rows(f"SELECT count() AS n FROM otel_logs WHERE {where}")[0]["n"]))  # type: ignore[call-overload]
+
+    # Where does a token search spend its time? Same terms, hand-written variants of the SQL.
+    variants: dict[str, dict[str, list[float]]] = {}
+    for kind in ("a", "b", "d"):
+        variants[kind] = {}
+        for i in range(1, len(cases[kind])):
+            where = _where(cases[kind][i], time.time_ns() - DAY_NS, None)
+            for name, sql in _variants(where).items():
+                t0 = time.perf_counter()
+                store.query_bytes(sql)
+                variants[kind].setdefault(name, []).append(_ms(t0))
+    rare = logs_sql.compile_logs(cases["a"][1], start_ns=time.time_ns() - DAY_NS, end_ns=None, limit=100, columns=LOG_COLUMNS)
+    explain = store.query_bytes("EXPLAIN indexes = 1 " + rare, "TSVRaw").decode()
+    out.put(
+        {
+            "times": times, "matches": matches, "variants": variants, "explain": explain, "rare_sql": rare,
+            "parts_before": parts_before, "parts_after": _parts(store), "total": store.query_rows(
+                "SELECT count() AS n FROM otel_logs")[0]["n"],
+        }
+    )  # fmt: skip
+    store.close()
+
+
+def _where(q: str, start_ns: int, end_ns: int | None) -> str:
+    sql = logs_sql.compile_logs(q, start_ns=start_ns, end_ns=end_ns, limit=1)
+    return sql.split("\nWHERE ", 1)[1].split("\nORDER BY", 1)[0]
+
+
+# --- through the HTTP API ------------------------------------------------------------------------
+
+
+def _api_case(client: httpx.Client, kind: str, case: str) -> tuple[float, int, float | None]:
+    """(wall ms until the whole response is in, rows returned, store ms the API reports)."""
+    t0 = time.perf_counter()
+    if kind == "e":
+        r = client.get(f"/api/v1/traces/{case}")
+    else:
+        r = client.get("/api/v1/logs", params={"q": case, "since": "24h", "limit": "100"})
+    r.read()
+    ms = _ms(t0)
+    r.raise_for_status()
+    body = r.json()
+    if kind == "e":
+        if not body["found"]:
+            raise RuntimeError(f"trace {case} not found through the API")
+        return ms, len(body["spans"]) + len(body["logs"]), None
+    return ms, len(body["logs"]), float(body["took_ms"])
+
+
+def api(data_dir: Path, cases: dict[str, list[str]]) -> dict[str, list[tuple[float, int, float | None]]]:
+    ferry = FerryProcess(data_dir, config={"store": {"retention": {"logs_days": 7, "traces_days": 7}}})
+    t0 = time.perf_counter()
+    ferry.start(timeout=180)
+    print(f"ferry run started in {_ms(t0) / 1000:.1f} s (api {ferry.api})")
+    kinds = [k for k in cases if k != "f"]
+    times: dict[str, list[tuple[float, int, float | None]]] = {k: [] for k in kinds}
+    try:
+        with httpx.Client(base_url=ferry.api, timeout=120) as client:
+            for kind in kinds:
+                _api_case(client, kind, cases[kind][0])  # warm-up
+            for i in range(1, len(cases["a"])):
+                for kind in kinds:
+                    times[kind].append(_api_case(client, kind, cases[kind][i]))
+    finally:
+        ferry.stop()
+    return times
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
 def _in_child(target: Any, *args: Any) -> Any:
     """Run target(*args, queue) in a fresh process (the store can be open in one process only)."""
     ctx = mp.get_context("spawn")
@@ -128,6 +324,36 @@ def _in_child(target: Any, *args: Any) -> Any:
     return result
 
 
+def _load_avg() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def _report(cases: dict[str, list[str]], d: dict[str, Any], a: dict[str, list[tuple[float, int, float | None]]]) -> None:
+    print()
+    print(f"{'query':38s} {'API p50':>8s} {'API p99':>8s} {'rows':>5s} {'in-API':>7s} | {'chDB p50':>8s} {'chDB p99':>8s} "
+          f"{'rows':>5s} | {'matches in 24 h (median)':>24s}")  # fmt: skip
+    for kind, label in KINDS.items():
+        dt = [t for t, _ in d["times"][kind]]
+        drows = statistics.median(n for _, n in d["times"][kind])
+        m = d["matches"].get(kind)
+        match = f"{statistics.median(m):,.0f} ({statistics.median(m) / d['total']:.3%})" if m else ""
+        if kind in a:
+            at = [t for t, _, _ in a[kind]]
+            took = [s for _, _, s in a[kind] if s is not None]
+            inapi = f"{statistics.median(took):7.1f}" if took else f"{'-':>7s}"
+            arows = statistics.median(n for _, n, _ in a[kind])
+            left = f"{_pct(at, 50):8.1f} {_pct(at, 99):8.1f} {arows:5.0f} {inapi}"
+        else:
+            left = f"{'n/a':>8s} {'n/a':>8s} {'':>5s} {'':>7s}"
+        print(f"{label:38s} {left} | {_pct(dt, 50):8.1f} {_pct(dt, 99):8.1f} {drows:5.0f} | {match:>24s}")
+    n = len(cases["a"]) - 1
+    print(f"times in ms; {n} timed runs per row, each with a different term (plus one untimed warm-up);")
+    print("p99 of", n, "runs is close to the slowest run. 'in-API' is the store time the API itself reports")
+    print("(took_ms); API p50 minus it is HTTP + JSON overhead. (e) through chDB runs its three statements")
+    print("one after another, the API runs the last two concurrently. (f) runs compile_logs_count(word, 1 h,")
+    print("group_by='service') straight on chDB in a separate process before ferry starts: the API has no count route.")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rows", type=int, default=10_000_000)
@@ -138,6 +364,9 @@ def main() -> None:
     ap.add_argument("--settle-s", type=float, default=90.0, help="longest wait for merges after loading")
     ap.add_argument("--keep", action="store_true", help="keep the temporary data dir")
     args = ap.parse_args()
+    t_start = time.perf_counter()
+    print(f"ferry search bench: {os.cpu_count()} cores, load average {_load_avg()} (other work shares this machine)")
+    print("log bodies: loghub datasets, https://github.com/logpai/loghub (Zhu et al., ISSRE 2023), numbers re-drawn")
 
     tmp = None
     if args.data_dir is None:
@@ -146,13 +375,63 @@ def main() -> None:
     else:
         data_dir = args.data_dir.resolve()
     try:
-        if not (data_dir / META).exists():
+        if (data_dir / META).exists():
+            print(f"reusing {data_dir} (not loading)")
+        else:
             data_dir.mkdir(parents=True, exist_ok=True)
+            print(f"loading {args.rows:,} rows into {data_dir}/store in a separate process ...")
             st = _in_child(load, data_dir, args.rows, args.batch, args.seed, args.settle_s)
-            print(st)
+            print(
+                f"loaded {st['rows']:,} log rows + {st['spans']} spans in {st['load_s']:.1f} s = "
+                f"{st['rows'] / st['load_s']:,.0f} rows/s (2 insert threads; row generation took {st['gen_s']:.1f} s "
+                f"of CPU on the same 2 cores)"
+            )
+            print(
+                f"parts: {st['parts_loaded']} after loading, {st['parts']} after {st['settle_s']:.0f} s of merging "
+                f"({st['merges']} merges still running); on disk (du): {st['bytes'] / 2**30:.2f} GiB = "
+                f"{st['bytes'] / st['rows']:.0f} bytes/row"
+            )
+        meta = json.loads((data_dir / META).read_text())
+        age_h = (time.time_ns() - meta["end_ns"]) / 3.6e12
+        if age_h > 0.5:
+            print(f"WARNING: the data ends {age_h:.1f} h ago, so since=24h misses some of it")
+
+        data = LogData(seed=meta["seed"])
+        cases = workload(data, meta["traces"], args.runs + 1, meta["seed"])
+        for kind, label in KINDS.items():
+            print(f"  {label:38s} e.g. {' | '.join(cases[kind][1:4])}")
+
+        print(f"\ndirect chDB step (separate process, ferry not running), load average {_load_avg()} ...")
+        t0 = time.perf_counter()
+        d = _in_child(direct, data_dir, cases, meta["end_ns"])
+        print(f"  took {_ms(t0) / 1000:.0f} s; otel_logs parts/merges before {d['parts_before']}, after {d['parts_after']}")
+
+        print(f"\nHTTP API step: ferry run on the same data dir, load average {_load_avg()} ...")
+        t0 = time.perf_counter()
+        a = api(data_dir, cases)
+        print(f"  took {_ms(t0) / 1000:.0f} s, load average {_load_avg()}")
+
+        _report(cases, d, a)
+        _report_variants(d)
+        print(f"\ntotal bench time {time.perf_counter() - t_start:.0f} s")
     finally:
         if tmp is not None and not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp is not None:
+            print(f"kept {data_dir}")
+
+
+def _report_variants(d: dict[str, Any]) -> None:
+    print("\nwhere the time goes: chDB only, same terms, hand-written variants of the search SQL (p50 / p99 ms)")
+    names = list(next(iter(d["variants"].values())))
+    print(f"{'variant':66s} " + " ".join(f"{k + ' p50':>8s} {k + ' p99':>8s}" for k in d["variants"]))
+    for name in names:
+        cells = " ".join(f"{_pct(v[name], 50):8.1f} {_pct(v[name], 99):8.1f}" for v in d["variants"].values())
+        print(f"{name:66s} {cells}")
+    print("(a) rare word, (b) common word, (d) service:X level:error word")
+    print("\nEXPLAIN indexes = 1 of one rare-word search, as compiled:")
+    print(d["rare_sql"])
+    print(d["explain"])
 
 
 if __name__ == "__main__":

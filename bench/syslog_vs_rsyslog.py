@@ -124,6 +124,15 @@ def vm_hwm_kb(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process, seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def children(pid: int) -> list[int]:
     out: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
@@ -165,6 +174,8 @@ class Result:
     send_seconds: float = 0.0
     wire_bytes: int = 0
     rss_kb: dict[str, int] = field(default_factory=dict)
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    milestones: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -211,6 +222,7 @@ ruleset(name="bench") {{
     sender: mp.process.BaseProcess | None = None
     try:
         wait_port(port, proc)
+        cpu0 = cpu_seconds(proc.pid)
         sender, q = start_sender(port, payload)
         seen, pos, t_done = 0, 0, 0.0
         deadline = time.monotonic() + timeout
@@ -230,6 +242,7 @@ ruleset(name="bench") {{
         t0, t1 = q.get(timeout=30)
         res.lines, res.seconds, res.send_seconds = seen, t_done - t0, t1 - t0
         res.rss_kb["rsyslogd"] = vm_hwm_kb(proc.pid)
+        res.cpu_s["rsyslogd"] = cpu_seconds(proc.pid) - cpu0
         # Spot-check: the sampled seq tokens are in the file (not timed).
         text = out.read_bytes()
         for i in random.Random(1).sample(range(n), min(SAMPLES, n)):
@@ -262,6 +275,27 @@ def _profile(pids: dict[str, int], seconds: int, outdir: Path) -> list[subproces
     return spies
 
 
+# /metrics series whose reaching N marks a pipeline stage as done with the whole workload.
+_MILESTONES = {
+    "received by ingest": ("ferry_received_records_total", 'receiver="syslog"'),
+    "parsed": ("ferry_stage_records_total", 'stage="parser"'),
+    "written to store": ("ferry_written_rows_total", 'table="otel_logs"'),
+}
+
+
+def _milestones(text: str, n: int, now: float, seen: dict[str, float]) -> None:
+    """Record (at a 0.5 s granularity) when each stage's counter first reaches n."""
+    for label, (name, selector) in _MILESTONES.items():
+        if label in seen:
+            continue
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name + "{") and selector in line:
+                total += float(line.rpartition(" ")[2])
+        if total >= n:
+            seen[label] = now
+
+
 def run_ferry(work: Path, payload: bytes, n: int, workers: int, timeout: float,
               profile: tuple[Path, int] | None) -> Result:
     res = Result(f"ferry (parser workers={workers})", wire_bytes=len(payload))
@@ -279,24 +313,34 @@ def run_ferry(work: Path, payload: bytes, n: int, workers: int, timeout: float,
         assert ferry.proc is not None
         pids = ferry_processes(ferry.proc.pid)
         client = httpx.Client(base_url=ferry.api, timeout=30)
+        cpu0 = {label: cpu_seconds(pid) for label, pid in pids.items()}
         sender, q = start_sender(ferry.syslog_port, payload)
         if profile is not None:
             spies = _profile(pids, profile[1], profile[0])
-        stored, t_done = 0, 0.0
+        stored, t_done, next_metrics = 0, 0.0, 0.0
         deadline = time.monotonic() + timeout
         while stored < n:
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 raise RuntimeError(f"ferry stored {stored}/{n} lines within {timeout:.0f}s\n{ferry.output()[-2000:]}")
             try:
                 stored = int(client.get("/api/v1/status").json()["stored"].get("logs", 0))
+                if now >= next_metrics and len(res.milestones) < len(_MILESTONES):
+                    next_metrics = now + 0.5
+                    _milestones(client.get("/metrics").text, n, now, res.milestones)
             except (httpx.HTTPError, ValueError, KeyError):
                 pass
             if stored >= n:
                 t_done = time.monotonic()
                 break
             time.sleep(0.1)
+        cpu1 = {label: cpu_seconds(pid) for label, pid in pids.items()}
+        if len(res.milestones) < len(_MILESTONES):
+            _milestones(client.get("/metrics").text, n, t_done, res.milestones)
         t0, t1 = q.get(timeout=30)
         res.lines, res.seconds, res.send_seconds = stored, t_done - t0, t1 - t0
+        res.milestones = {k: v - t0 for k, v in res.milestones.items()}
+        res.cpu_s = {label: cpu1[label] - cpu0[label] for label in pids}
         for label, pid in sorted(pids.items()):
             res.rss_kb[label] = vm_hwm_kb(pid)
         # Queryable, not just counted: sampled seq tokens are each found exactly once (not timed).
@@ -338,6 +382,11 @@ def report(results: list[Result], n: int, payload: bytes) -> None:
     for r in results:
         parts = ", ".join(f"{k} {v / 1024:.1f}" for k, v in sorted(r.rss_kb.items()))
         print(f"  {r.name} VmHWM MB: {parts}")
+        cpu = ", ".join(f"{k} {v:.1f}" for k, v in sorted(r.cpu_s.items()))
+        print(f"  {r.name} CPU s during the run: {cpu} (total {sum(r.cpu_s.values()):.1f})")
+        if r.milestones:
+            steps = ", ".join(f"{k} at {v:.1f}s" for k, v in sorted(r.milestones.items(), key=lambda kv: kv[1]))
+            print(f"  {r.name} all {r.lines:,} lines {steps} (0.5 s polls)")
         for note in r.notes:
             print(f"  {r.name}: {note}")
     base = results[0]
@@ -367,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         raise RuntimeError("generated lines are not distinct")
     payload = octet_counted(lines)
     print(f"generated {n:,} lines in {time.monotonic() - t:.1f}s; e.g.\n  {lines[0].decode()}\n  {lines[7].decode()}")
+    load0 = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="ferry-bench-"))
     # SIGTERM becomes an exception so the finally blocks stop rsyslogd, ferry and the sender.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -378,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
         results.append(run_ferry(tmp / "ferry", payload, n, args.parser_workers, args.timeout, prof))
         print(f"ferry: {results[1].lines:,} lines in {results[1].seconds:.2f}s", flush=True)
         report(results, n, payload)
+        print(f"machine: {os.cpu_count()} CPUs, 1-min load average {load0:.2f} before, "
+              f"{os.getloadavg()[0]:.2f} after (shared machine: expect run-to-run variance)")
     finally:
         if args.keep:
             print(f"kept {tmp}")

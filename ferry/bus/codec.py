@@ -31,6 +31,9 @@ class Batch:
     source: str  # otlp | syslog | ...
     tenant: str = "default"
     batch_id: str = field(default_factory=new_batch_id)
+    # True when this batch may already have been processed once (a redelivery or a spool resubmit);
+    # the writer then also checks the data table itself, not just the batch ledger.
+    redelivered: bool = False
 
     def headers(self) -> dict[str, str]:
         return {
@@ -56,9 +59,10 @@ def decode(payload: bytes) -> pa.Table:
         return reader.read_all()
 
 
-def from_message(data: bytes, headers: dict[str, Any] | None) -> Batch:
+def from_message(data: bytes, headers: dict[str, Any] | None, redelivered: bool = False) -> Batch:
     h = headers or {}
     return Batch(
+        redelivered=redelivered,
         table=decode(data),
         signal=h.get("Ferry-Signal", ""),
         target=h.get("Ferry-Table", ""),

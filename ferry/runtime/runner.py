@@ -113,7 +113,7 @@ class StageRunner:
         batches, good = [], []
         for m in msgs:
             try:
-                batches.append(codec.from_message(m.data, m.headers))
+                batches.append(codec.from_message(m.data, m.headers, m.metadata.num_delivered > 1))
                 good.append(m)
             except Exception as e:
                 self._quarantine(topic, m, f"undecodable batch: {e!r}")

@@ -57,7 +57,11 @@ class ChdbStore:
     def conn(self) -> object:
         c = getattr(self._local, "conn", None)
         if c is None:
-            c = self._chdb.connect(str(self.path))
+            # Server-wide cap for queries, inserts and merges together; one query may use half of it.
+            c = self._chdb.connect(
+                f"file:{self.path}?max_server_memory_usage={self.max_memory_bytes}"
+                f"&max_memory_usage={self.max_memory_bytes // 2}"
+            )
             self._local.conn = c
             with self._lock:
                 self._all.append(c)
@@ -106,11 +110,20 @@ class ChdbStore:
         except Exception as e:
             raise RetryableError(f"insert into {table} failed: {e}") from e
 
-    def write_batches(self, table: str, batches: Sequence[codec.Batch]) -> tuple[int, int]:
-        """Insert batches into `table` exactly once; returns (rows written, batches skipped as duplicates)."""
+    def write_batches(self, table: str, batches: Sequence[codec.Batch], *, verify: bool = False) -> tuple[int, int]:
+        """Insert batches into `table` exactly once; returns (rows written, batches skipped as duplicates).
+
+        The batch ledger answers "is this batch stored?" by primary key. The ledger row is written
+        just after the data rows, so a crash between the two can hide a stored batch from it: batches
+        that may have been seen before (redelivered, resubmitted, or `verify`) are also looked up in
+        the data table itself.
+        """
         if _faulty():
             raise RetryableError("store unavailable (injected fault)")
-        present = self._present(table, batches)
+        present = self._in_ledger(table, [b.batch_id for b in batches])
+        doubtful = [b for b in batches if (verify or b.redelivered) and b.batch_id not in present]
+        if doubtful:
+            present.update(self._in_table(table, doubtful))
         fresh: list[pa.Table] = []
         skipped = 0
         for b in batches:
@@ -120,7 +133,9 @@ class ChdbStore:
                 continue
             if have:
                 log.warning("batch %s is partly in %s (%d/%d rows); rewriting it", b.batch_id, table, have, b.table.num_rows)
-                self.conn().query(f"DELETE FROM {table} WHERE BatchId = {quote(b.batch_id)}")  # type: ignore[attr-defined]
+                bid = quote(b.batch_id)
+                self.conn().query(f"DELETE FROM {table} WHERE BatchId = {bid}")  # type: ignore[attr-defined]
+                self.conn().query(f"DELETE FROM ferry_batches WHERE TableName = {quote(table)} AND BatchId = {bid}")  # type: ignore[attr-defined]
             t = b.table
             idx = t.schema.get_field_index("BatchId")
             ids = pa.array([b.batch_id] * t.num_rows, pa.string())
@@ -131,7 +146,17 @@ class ChdbStore:
         self.insert(table, rows)
         return rows.num_rows, skipped
 
-    def _present(self, table: str, batches: Sequence[codec.Batch]) -> dict[str, int]:
+    def _in_ledger(self, table: str, ids: list[str]) -> dict[str, int]:
+        ids = [i for i in ids if i]
+        if not ids:
+            return {}
+        sql = (
+            f"SELECT BatchId, sum(Rows) AS n FROM ferry_batches WHERE TableName = {quote(table)} "
+            f"AND BatchId IN ({','.join(map(quote, ids))}) GROUP BY BatchId"
+        )
+        return {r["BatchId"]: int(r["n"]) for r in self.query_rows(sql)}  # type: ignore[misc]
+
+    def _in_table(self, table: str, batches: Sequence[codec.Batch]) -> dict[str, int]:
         ids = [b.batch_id for b in batches if b.batch_id]
         if not ids:
             return {}
@@ -142,7 +167,4 @@ class ChdbStore:
             f"SELECT BatchId, count() AS n FROM {table} WHERE BatchId IN ({','.join(map(quote, ids))}){since} "
             "GROUP BY BatchId"
         )
-        try:
-            return {r["BatchId"]: int(r["n"]) for r in self.query_rows(sql)}  # type: ignore[misc]
-        except RetryableError:
-            raise
+        return {r["BatchId"]: int(r["n"]) for r in self.query_rows(sql)}  # type: ignore[misc]

@@ -210,7 +210,39 @@ ORDER BY (ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))
 {_SETTINGS}"""
 
 
+DATA_TABLES = ("otel_logs", "otel_traces", *_METRIC_SPECIFIC)
+
+
+def batch_ledger(days: int) -> list[str]:
+    """Which batch ids each table holds, keyed by id so the writer's exactly-once check stays a
+    primary-key lookup however large the data tables grow. Materialised views fill it inside the
+    same insert as the rows."""
+    keep = max(days, 1) + 1
+    out = [
+        f"""
+CREATE TABLE IF NOT EXISTS ferry_batches (
+    TableName LowCardinality(String),
+    BatchId String,
+    Rows UInt64,
+    IngestTime DateTime64(9)
+) ENGINE = MergeTree
+PARTITION BY toDate(IngestTime)
+ORDER BY (TableName, BatchId)
+TTL toDateTime(IngestTime) + toIntervalDay({keep})
+SETTINGS ttl_only_drop_parts = 1, fsync_after_insert = 1, fsync_part_directory = 1"""
+    ]
+    for t in DATA_TABLES:
+        out.append(
+            f"""
+CREATE MATERIALIZED VIEW IF NOT EXISTS {t}_batches_mv TO ferry_batches AS
+SELECT '{t}' AS TableName, BatchId, count() AS Rows, max(IngestTime) AS IngestTime
+FROM {t} WHERE BatchId != '' GROUP BY BatchId"""
+        )
+    return out
+
+
 def all_statements(logs_days: int, traces_days: int, metrics_days: int) -> list[str]:
     out = [logs(logs_days), traces(traces_days), *trace_id_ts(traces_days)]
     out += [metrics(t, metrics_days) for t in _METRIC_SPECIFIC]
+    out += batch_ledger(max(logs_days, traces_days, metrics_days))
     return out

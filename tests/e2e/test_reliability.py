@@ -42,10 +42,13 @@ class Sender(threading.Thread):
 
     def run(self) -> None:
         with httpx.Client(timeout=10) as c:
+            payload, built_for = b"", -1
             while not self.stop_flag.is_set() and self.batch < self.max_batches:
                 b = self.batch
+                if built_for != b:  # a retry resends the identical request, as OTLP exporters do
+                    payload, built_for = logs_request(self.bodies(b)), b
                 try:
-                    r = c.post(self.url, content=logs_request(self.bodies(b)), headers=PB)
+                    r = c.post(self.url, content=payload, headers=PB)
                 except httpx.HTTPError:
                     self.refused[0] += 1
                     time.sleep(0.05)
@@ -78,6 +81,18 @@ def _assert_exactly_once(ferry: FerryProcess, tag: str, acked: list[str], timeou
     doubled = {k: n for k, n in got.items() if n > 1}
     assert not missing, f"{len(missing)} acknowledged records lost, e.g. {sorted(missing)[:3]}"
     assert not doubled, f"{len(doubled)} records stored more than once, e.g. {list(doubled.items())[:3]}"
+
+
+def test_identical_retry_is_stored_once(ferry: FerryProcess) -> None:
+    """An exporter that resends the identical request (its answer was lost) does not double the data."""
+    tag = f"retry{uuid.uuid4().hex[:8]}"
+    payload = logs_request([f"{tag} one", f"{tag} two"])
+    for _ in range(3):
+        assert httpx.post(f"{ferry.otlp_http}/v1/logs", content=payload, headers=PB).status_code == 200
+    ferry.wait_for(lambda: len(ferry.search(tag)) == 2)
+    time.sleep(1.5)
+    assert sorted(r["body"] for r in ferry.search(tag)) == [f"{tag} one", f"{tag} two"]
+    assert ferry.metric("ferry_bus_duplicate_batches_total", topic="logging") >= 2
 
 
 def test_kill_9_under_load_loses_and_doubles_nothing(tmp_path: Path) -> None:

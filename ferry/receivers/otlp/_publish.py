@@ -6,6 +6,7 @@ Shared by the HTTP and gRPC receivers, so both count and refuse in exactly the s
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 from nats.js import JetStreamContext
 
@@ -18,9 +19,28 @@ from ferry.telemetry import metrics
 TOPIC_OF = {"logs": LOGGING, "traces": TRACING, "metrics": METRICS}
 
 
-async def publish_decoded(js: JetStreamContext, signal: str, decoded: Decoded, tenant: str, receiver: str) -> None:
+def request_id(payload: bytes, signal: str, tenant: str) -> str:
+    """A batch id that is the same for the same request bytes.
+
+    OTLP has no idempotency key, but exporters retry a failed export with the identical serialized
+    request. Deriving the batch id from the bytes makes such a retry — say after ferry stored the
+    batch but died before answering — a duplicate that the bus window and the store ledger drop.
+    """
+    h = hashlib.blake2b(payload, digest_size=16)
+    h.update(f"\0{signal}\0{tenant}".encode())
+    return h.hexdigest()
+
+
+async def publish_decoded(
+    js: JetStreamContext, signal: str, decoded: Decoded, tenant: str, receiver: str, payload: bytes
+) -> None:
     """Raises a FerryError (Backpressure, RetryableError) when the batch is not durable."""
-    batches = [codec.Batch(t, signal, name, "otlp", tenant) for name, t in decoded.tables.items() if t.num_rows]
+    rid = request_id(payload, signal, tenant)
+    batches = [
+        codec.Batch(t, signal, name, "otlp", tenant, f"{rid}-{i}")
+        for i, (name, t) in enumerate(sorted(decoded.tables.items()))
+        if t.num_rows
+    ]
     await asyncio.gather(*(publish(js, TOPIC_OF[signal], b) for b in batches))
     metrics.received.labels(signal, receiver).inc(decoded.accepted)
     for reason, n in decoded.reasons.items():

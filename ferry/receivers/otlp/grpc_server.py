@@ -40,7 +40,7 @@ def _export_handler(signal: str, js: JetStreamContext, cfg: FerryConfig, monitor
             md = dict(context.invocation_metadata() or ())
             tenant = str(md.get("x-ferry-tenant", cfg.tenant))
             decoded = await asyncio.to_thread(decoder, request, "protobuf", tenant=tenant, now_ns=time.time_ns())
-            await publish_decoded(js, signal, decoded, tenant, "otlp_grpc")
+            await publish_decoded(js, signal, decoded, tenant, "otlp_grpc", request)
         except FerryError as e:
             _, code, reason = status_of(e)
             refuse_all(signal, "otlp_grpc", reason)

@@ -105,7 +105,7 @@ def build_app(js: JetStreamContext, cfg: FerryConfig, monitor: BackpressureMonit
                 body = await _read_body(request, limit)
                 tenant = request.headers.get("x-ferry-tenant", cfg.tenant)
                 decoded = await asyncio.to_thread(_DECODERS[signal], body, fmt, tenant=tenant, now_ns=time.time_ns())
-                await publish_decoded(js, signal, decoded, tenant, "otlp_http")
+                await publish_decoded(js, signal, decoded, tenant, "otlp_http", body)
             except FerryError as e:
                 http, _, reason = status_of(e)
                 refuse_all(signal, "otlp_http", reason)

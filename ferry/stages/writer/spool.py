@@ -60,7 +60,9 @@ class Spool:
         raw = path.read_bytes()
         n = int.from_bytes(raw[:4], "big")
         meta = orjson.loads(raw[4 : 4 + n])
-        return codec.Batch(codec.decode(raw[4 + n :]), meta["signal"], table, meta["source"], meta["tenant"], meta["batch_id"])
+        return codec.Batch(
+            codec.decode(raw[4 + n :]), meta["signal"], table, meta["source"], meta["tenant"], meta["batch_id"], True
+        )
 
 
 async def resubmit_forever(spool: Spool, store: ChdbStore, every_s: float, writer_idle: Callable[[], bool]) -> None:

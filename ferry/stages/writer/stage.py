@@ -22,6 +22,8 @@ from ferry.telemetry import metrics
 
 log = logging.getLogger("ferry.writer")
 
+_VERIFY_AFTER_START_S = 120.0
+
 
 class WriterStage:
     group = WRITER
@@ -31,6 +33,7 @@ class WriterStage:
         self.store = store
         self.spool = spool
         self.fetch = FetchPolicy(max_msgs=2000, max_rows=cfg.max_rows, max_wait_s=cfg.max_wait_s)
+        self.started = time.monotonic()
 
     async def process(self, topic: str, batches: list[codec.Batch]) -> list[Output]:
         by_table: dict[str, list[codec.Batch]] = defaultdict(list)
@@ -45,7 +48,10 @@ class WriterStage:
         for attempt in range(1, self.cfg.retries + 1):
             t0 = time.perf_counter()
             try:
-                rows, skipped = await asyncio.to_thread(self.store.write_batches, table, group)
+                # Just after a (re)start the bus may lack delivery counts from before a crash:
+                # check every batch against the data table too, not only the ledger.
+                verify = time.monotonic() - self.started < _VERIFY_AFTER_START_S
+                rows, skipped = await asyncio.to_thread(self.store.write_batches, table, group, verify=verify)
             except RetryableError as e:
                 metrics.retried.labels("writer", "store_unavailable").inc()
                 log.warning("insert into %s failed (attempt %d/%d): %s", table, attempt, self.cfg.retries, e)
