@@ -157,3 +157,22 @@ def test_trace_prints_span_tree_with_logs(ferry: FerryProcess) -> None:
     assert lines[child_line].index("db.query") > lines[root_line].index("GET /cart"), "child is indented under root"
     assert ferry_cli("trace", "0" * 32, api=ferry.api).returncode == 1
     assert httpx.get(f"{ferry.api}/api/v1/traces/nothex").status_code == 400
+
+
+def test_ctrl_c_drains_what_was_received(tmp_path: Path) -> None:
+    """Lines taken just before Ctrl-C are not lost: ferry exits 0, and after a restart they are searchable."""
+    import socket
+
+    f = FerryProcess(tmp_path / "data", config={"receivers": {"syslog": {"batch_wait_s": 5.0}}}).start()
+    tok = uuid.uuid4().hex[:8]
+    with socket.create_connection(("127.0.0.1", f.syslog_port)) as s:
+        s.sendall("".join(f"<14>1 - web1 app 1 - - drain {i} {tok}\n" for i in range(500)).encode())
+    time.sleep(0.5)  # read by ferry, still in the 5-second batch window
+    assert f.stop() == 0
+    assert "ferry: stopped" in f.output()
+    f.start()
+    try:
+        rows = f.wait_for(lambda: (r := f.search(tok, limit=1000)) and len(r) == 500 and r)
+        assert sorted(int(r["body"].split()[1]) for r in rows) == list(range(500))
+    finally:
+        assert f.stop() == 0
