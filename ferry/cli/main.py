@@ -39,9 +39,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.role:
         import asyncio
 
+        from ferry.runtime.lock import DataDirLock
         from ferry.runtime.roles import ROLES
 
-        asyncio.run(ROLES[args.role](cfg))
+        lock = DataDirLock(cfg.data_dir)
+        if args.role == "store":  # only the store owns files in the data dir
+            lock.acquire()
+        try:
+            asyncio.run(ROLES[args.role](cfg))
+        finally:
+            lock.release()
         return 0
     from ferry.runtime.supervisor import run
 

@@ -5,7 +5,9 @@ Also checks the self-metrics page names every outcome an operator needs.
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -42,21 +44,51 @@ def test_workers_run_as_a_consumer_group(tmp_path: Path) -> None:
         assert f.stop() == 0
 
 
-def test_external_bus_url_is_used_instead_of_a_private_server(tmp_path: Path) -> None:
-    """With bus.url set, ferry starts no nats-server of its own and runs over the given JetStream."""
+def _external_nats(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int, int]:
     port, mon = free_port(), free_port()
-    store = tmp_path / "js"
     conf = tmp_path / "nats.conf"
     conf.write_text(f'listen: 127.0.0.1:{port}\nhttp: 127.0.0.1:{mon}\nmax_payload: 8388608\n'
-                    f'jetstream {{ store_dir: "{store}" }}\n')
+                    f'jetstream {{ store_dir: "{tmp_path / "js"}" }}\n')
     nats = subprocess.Popen([binary(), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            if httpx.get(f"http://127.0.0.1:{mon}/healthz?js-enabled-only=true").status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    return nats, port, mon
+
+
+def test_roles_run_as_separate_processes_over_a_shared_bus(tmp_path: Path) -> None:
+    """`ferry run --role store|parser|ingest`, each its own process (as on separate hosts), form one pipeline."""
+    nats, port, _ = _external_nats(tmp_path)
+    f = FerryProcess(tmp_path / "data", config={"bus": {"url": f"nats://127.0.0.1:{port}"}})
+    procs = []
     try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"http://127.0.0.1:{mon}/healthz?js-enabled-only=true").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        for role in ("store", "parser", "ingest"):
+            procs.append(subprocess.Popen([sys.executable, "-m", "ferry", "run", "--role", role, "--config", str(f.config_path)],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        tag = f"roles{uuid.uuid4().hex[:8]}"
+
+        def sent() -> bool:
+            r = httpx.post(f"{f.otlp_http}/v1/logs", content=logs_request([f"{tag} hi"]), headers=PB, timeout=5)
+            return r.status_code == 200
+
+        f.wait_for(sent, timeout=60, interval=0.5)
+        assert f.wait_for(lambda: f.search(tag), timeout=60)[0]["body"] == f"{tag} hi"
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            assert p.wait(60) == 0
+        nats.terminate()
+        nats.wait(10)
+
+
+def test_external_bus_url_is_used_instead_of_a_private_server(tmp_path: Path) -> None:
+    """With bus.url set, ferry starts no nats-server of its own and runs over the given JetStream."""
+    nats, port, mon = _external_nats(tmp_path)
+    try:
         f = FerryProcess(tmp_path / "data", config={"bus": {"url": f"nats://127.0.0.1:{port}"}}).start()
         try:
             assert not any("nats-server" in k for k in _children(f))
