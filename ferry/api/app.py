@@ -88,6 +88,21 @@ def build_app(store: ChdbStore, lag: Callable[[], Any] | None = None) -> Starlet
         found = await rows(sql)
         return {"logs": found, "took_ms": round((time.perf_counter() - t0) * 1000, 2), "query": q}
 
+    async def count(request: Request) -> Any:
+        start, end = _range(request)
+        q = request.query_params.get("q", "")
+        by = request.query_params.get("by") or None
+        step = request.query_params.get("step")
+        if step is not None and not step.isdigit():
+            raise BadRequest("step must be whole seconds")
+        sql = logs_sql.compile_logs_count(q, start_ns=start, end_ns=end, group_by=by, step_s=int(step) if step else None)
+        t0 = time.perf_counter()
+        found = await rows(sql)
+        took = round((time.perf_counter() - t0) * 1000, 2)
+        if by is None and step is None:
+            return {"count": int(found[0]["count"]) if found else 0, "took_ms": took}
+        return {"groups": found, "took_ms": took}
+
     async def tail(request: Request) -> Any:
         q = request.query_params.get("q", "")
         after = request.query_params.get("after")
@@ -161,6 +176,7 @@ def build_app(store: ChdbStore, lag: Callable[[], Any] | None = None) -> Starlet
     return Starlette(
         routes=[
             Route("/api/v1/logs", _guard(search)),
+            Route("/api/v1/logs/count", _guard(count)),
             Route("/api/v1/logs/tail", _guard(tail)),
             Route("/api/v1/traces/{trace_id}", _guard(trace)),
             Route("/api/v1/metrics/series", _guard(series)),

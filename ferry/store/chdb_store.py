@@ -102,7 +102,7 @@ class ChdbStore:
     def insert(self, table: str, rows: pa.Table) -> None:
         if _faulty():
             raise RetryableError("store unavailable (injected fault)")
-        payload = codec.encode(rows)
+        payload = codec.encode(rows, compress=False)
         try:
             with self.conn().send_insert(f"INSERT INTO {table}", "ArrowStream") as ins:  # type: ignore[attr-defined]
                 ins.append(payload)

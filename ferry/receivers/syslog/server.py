@@ -40,19 +40,30 @@ def _to_strings(lines: list[bytes]) -> pa.Array:
 
 
 class LineBatcher:
-    """Collects lines from every connection and publishes them as RAW_LINES batches."""
+    """Collects lines from every connection and publishes them as RAW_LINES batches.
+
+    Reading and publishing overlap: up to `_IN_FLIGHT` batches are being made durable while
+    connections keep being read. Connections pause only when the backlog passes a high watermark
+    (or the bus refuses), and every paused connection resumes once the backlog is back under the
+    low watermark — so memory is bounded and no connection is left paused.
+    """
+
+    _IN_FLIGHT = 3
 
     def __init__(self, js: JetStreamContext, cfg: FerryConfig, monitor: BackpressureMonitor) -> None:
         self.js, self.cfg, self.monitor = js, cfg, monitor
         sc = cfg.receivers.syslog
         self.max_lines = sc.batch_lines
+        self.high = 4 * sc.batch_lines
+        self.low = sc.batch_lines
         self.wait_s = sc.batch_wait_s
         self._lines: list[bytes] = []
         self._peers: list[str] = []
         self._transports: list[str] = []
         self._times: list[int] = []
         self._flush_lock = asyncio.Lock()
-        self.blocked = asyncio.Event()  # set while a batch cannot be published
+        self._flusher: asyncio.Task[None] | None = None
+        self.blocked = asyncio.Event()  # set while the bus refuses our batches
         self._paused: set[asyncio.Transport] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -63,13 +74,23 @@ class LineBatcher:
         self._peers.extend([peer] * n)
         self._transports.extend([transport] * n)
         self._times.extend([now] * n)
+        if len(self._lines) >= self.max_lines:
+            self.kick()
 
-    def full(self) -> bool:
-        return len(self._lines) >= self.max_lines
+    def pending(self) -> int:
+        return len(self._lines)
+
+    def over_high_water(self) -> bool:
+        return self.blocked.is_set() or len(self._lines) >= self.high
 
     def pause(self, transport: asyncio.Transport) -> None:
         transport.pause_reading()
         self._paused.add(transport)
+
+    def kick(self) -> None:
+        """Start a flush unless one is running (it will pick up whatever arrived meanwhile)."""
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self.flush())
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -77,47 +98,67 @@ class LineBatcher:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.wait_s)
-            await self.flush()
+            self.kick()
+
+    def _table(self, start: int, end: int) -> pa.Table:
+        return pa.Table.from_arrays(
+            [
+                pa.array(self._times[start:end], pa.int64()).cast(_TS),
+                pa.array(self._peers[start:end], pa.string()),
+                pa.array(self._transports[start:end], pa.string()),
+                _to_strings(self._lines[start:end]),
+            ],
+            schema=RAW_LINES,
+        )
+
+    async def _publish(self, batch: codec.Batch) -> None:
+        self.monitor.check()
+        await publish(self.js, SYSLOG, batch)
 
     async def flush(self) -> None:
         async with self._flush_lock:
             while self._lines:
-                n = min(len(self._lines), self.max_lines)
-                table = pa.Table.from_arrays(
-                    [
-                        pa.array(self._times[:n], pa.int64()).cast(_TS),
-                        pa.array(self._peers[:n], pa.string()),
-                        pa.array(self._transports[:n], pa.string()),
-                        _to_strings(self._lines[:n]),
-                    ],
-                    schema=RAW_LINES,
-                )
-                batch = codec.Batch(table, "logs", "raw_lines", "syslog", self.cfg.tenant)
+                total = min(len(self._lines), self.max_lines * self._IN_FLIGHT)
+                bounds = [(i, min(i + self.max_lines, total)) for i in range(0, total, self.max_lines)]
+                batches = [codec.Batch(self._table(a, b), "logs", "raw_lines", "syslog", self.cfg.tenant) for a, b in bounds]
                 while True:
-                    try:
-                        self.monitor.check()
-                        await publish(self.js, SYSLOG, batch)
+                    results = await asyncio.gather(*(self._publish(b) for b in batches), return_exceptions=True)
+                    failed = [b for b, r in zip(batches, results, strict=True) if isinstance(r, BaseException)]
+                    if not failed:
                         break
-                    except FerryError as e:
-                        # Keep the lines and stop reading TCP until the bus takes them.
-                        if not self.blocked.is_set():
-                            log.warning("syslog: cannot ship %d lines (%s); pausing TCP reads", n, e)
-                        self.blocked.set()
-                        metrics.retried.labels("syslog", "backpressure").inc()
-                        await asyncio.sleep(0.5)
-                metrics.received.labels("logs", "syslog").inc(n)
-                del self._lines[:n], self._peers[:n], self._transports[:n], self._times[:n]
-            if self.blocked.is_set():
-                self.blocked.clear()
-                for t in list(self._paused):
-                    if not t.is_closing():
-                        t.resume_reading()
-                self._paused.clear()
+                    err = next(r for r in results if isinstance(r, BaseException))
+                    if not isinstance(err, FerryError):
+                        raise err
+                    # Keep the lines (a batch id retried is stored once) and stop reading TCP.
+                    if not self.blocked.is_set():
+                        log.warning("syslog: cannot ship %d lines (%s); pausing TCP reads", total, err)
+                    self.blocked.set()
+                    metrics.retried.labels("syslog", "backpressure").inc()
+                    batches = failed
+                    await asyncio.sleep(0.5)
+                metrics.received.labels("logs", "syslog").inc(total)
+                del self._lines[:total], self._peers[:total], self._transports[:total], self._times[:total]
+                if len(self._lines) < self.low:
+                    self.blocked.clear()
+                    self._resume_all()
+                if len(self._lines) < self.max_lines:
+                    break  # a partial batch waits for the timer, so batches stay full under load
+            self.blocked.clear()
+            self._resume_all()
+
+    def _resume_all(self) -> None:
+        for t in list(self._paused):
+            if not t.is_closing():
+                t.resume_reading()
+        self._paused.clear()
 
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
-        await self.flush()
+        async with self._flush_lock:
+            pass
+        while self._lines:  # each flush ships everything pending, partial batch included
+            await self.flush()
 
 
 class _TcpProtocol(asyncio.Protocol):
@@ -139,9 +180,9 @@ class _TcpProtocol(asyncio.Protocol):
             metrics.dropped.labels("syslog", "truncated").inc(self.framer.truncated - before)
         if lines:
             self.batcher.add(lines, self.peer, "tcp")
-        if (self.batcher.full() or self.batcher.blocked.is_set()) and self.transport is not None:
+        if self.batcher.over_high_water() and self.transport is not None:
             self.batcher.pause(self.transport)
-            asyncio.ensure_future(self.batcher.flush())
+            self.batcher.kick()
 
     def connection_lost(self, exc: Exception | None) -> None:
         rest = self.framer.flush()
@@ -155,12 +196,10 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         lines = split_datagram(data)
-        if self.batcher.blocked.is_set() or len(self.batcher._lines) >= 4 * self.batcher.max_lines:
+        if self.batcher.over_high_water():
             metrics.dropped.labels("syslog_udp", "overload").inc(len(lines))
             return
         self.batcher.add(lines, f"{addr[0]}:{addr[1]}", "udp")
-        if self.batcher.full():
-            asyncio.ensure_future(self.batcher.flush())
 
 
 def _reuse_socket(kind: int, host: str, port: int) -> socket.socket:
