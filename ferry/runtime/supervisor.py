@@ -117,12 +117,16 @@ class Supervisor:
         return "\n".join(lines)
 
     # --- watch ---------------------------------------------------------------------------------
-    def watch(self) -> None:
+    def install_signal_handlers(self) -> None:
+        """Before anything starts: a Ctrl-C at any moment means an orderly stop, never a traceback."""
+
         def _stop(*_: object) -> None:
             self._stop = True
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
+
+    def watch(self) -> None:
         while not self._stop:
             time.sleep(0.25)
             if self.nats is not None and not self.nats.alive():
@@ -159,6 +163,7 @@ class Supervisor:
 
 def run(cfg: FerryConfig) -> int:
     sup = Supervisor(cfg, say=lambda s: print(s, flush=True))
+    sup.install_signal_handlers()
     sup.start()
     print(sup.banner(), flush=True)
     sup.watch()
