@@ -176,3 +176,27 @@ def test_ctrl_c_drains_what_was_received(tmp_path: Path) -> None:
         assert sorted(int(r["body"].split()[1]) for r in rows) == list(range(500))
     finally:
         assert f.stop() == 0
+
+
+def test_metrics_command_prints_series(ferry: FerryProcess) -> None:
+    """`ferry metrics NAME --label k=v` prints the series' points; --json gives them to machines."""
+    name = f"queue.depth.{uuid.uuid4().hex[:6]}"
+    now = time.time_ns()
+    body = {"resourceMetrics": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "worker"}}]},
+        "scopeMetrics": [{"metrics": [{"name": name, "gauge": {"dataPoints": [
+            {"timeUnixNano": str(now - 30_000_000_000), "asDouble": 4.0, "attributes": [{"key": "q", "value": {"stringValue": "a"}}]},
+            {"timeUnixNano": str(now), "asDouble": 6.0, "attributes": [{"key": "q", "value": {"stringValue": "a"}}]},
+            {"timeUnixNano": str(now), "asDouble": 100.0, "attributes": [{"key": "q", "value": {"stringValue": "b"}}]},
+        ]}}]}],
+    }]}
+    assert httpx.post(f"{ferry.otlp_http}/v1/metrics", json=body).status_code == 200
+    ferry.wait_for(lambda: ferry.get("/api/v1/metrics/series", name=name, since="1h")["series"])
+    r = ferry_cli("metrics", name, "--label", "q=a", "--step", "3600", "--json", api=ferry.api)
+    data = orjson.loads(r.stdout)
+    assert [s["labels"] for s in data["series"]] == [{"q": "a"}]
+    assert data["series"][0]["service"] == "worker" and data["series"][0]["points"][0][1] == 5.0
+    r = ferry_cli("metrics", name, "--label", "service=worker", "--step", "3600", api=ferry.api)
+    lines = r.stdout.splitlines()
+    b = lines.index(next(x for x in lines if "gauge service=worker {'q': 'b'}" in x))
+    assert r.returncode == 0 and lines[b + 1].split()[-1] == "100"
