@@ -1,15 +1,14 @@
-"""Synthetic but realistic otel_logs / otel_traces rows for benchmarks, built from loghub log lines.
+"""Synthetic but realistic otel_logs / otel_traces rows for benchmarks, built from loghub log lines:
+bodies are lines of the 11 loghub datasets with their numbers re-drawn, spread over ~50 services."""
 
-Bodies are lines of the loghub datasets with their numbers re-drawn, spread over ~50 services.
-
-The loghub lines are read at run time and never copied into this repository. LICENSE OF LOGHUB:
-"The datasets are freely available for research or academic work, subject to the following condition:
-For any usage or distribution of the loghub datasets, please refer to the loghub repository URL
-(https://github.com/logpai/loghub) and cite the following loghub paper where applicable. Jieming Zhu,
-Shilin He, Pinjia He, Jinyang Liu, Michael R. Lyu. Loghub: A Large Collection of System Log Datasets
-for AI-driven Log Analytics. In ISSRE, 2023. The above license notice shall be included in all copies
-of the datasets."
-"""
+# The loghub lines are read at run time from /work/shared/datasets/loghub, never copied into this
+# repository. Their notice (LICENSE OF LOGHUB) asks that it travel with any copy of the datasets:
+#   The datasets are freely available for research or academic work, subject to the following
+#   condition: For any usage or distribution of the loghub datasets, please refer to the loghub
+#   repository URL (https://github.com/logpai/loghub) and cite the following loghub paper where
+#   applicable. Jieming Zhu, Shilin He, Pinjia He, Jinyang Liu, Michael R. Lyu. Loghub: A Large
+#   Collection of System Log Datasets for AI-driven Log Analytics. In ISSRE, 2023.
+#   The above license notice shall be included in all copies of the datasets.
 
 from __future__ import annotations
 
@@ -171,7 +170,12 @@ class LogData:
         for i in range(self.n_known_traces):
             spans = [f"{rng.getrandbits(64):016x}" for _ in range(rng.randint(3, 6))]
             self.known.append(
-                KnownTrace(f"{rng.getrandbits(128):032x}", spans, i * n_batches // self.n_known_traces, rng.randint(3, 8))
+                KnownTrace(
+                    f"{rng.getrandbits(128):032x}",
+                    spans,
+                    i * n_batches // self.n_known_traces,
+                    rng.randint(3, 8),
+                )
             )
 
     def batch(self, k: int, n: int, lo_ns: int, hi_ns: int) -> tuple[pa.Table, pa.Table | None]:
@@ -194,7 +198,9 @@ class LogData:
                 has_trace[p + j] = True
                 trace_raw[(p + j) * 32 : (p + j + 1) * 32] = kt.trace_id.encode()
                 span_raw[(p + j) * 16 : (p + j + 1) * 16] = kt.span_ids[j % len(kt.span_ids)].encode()
-            spans.append(self._spans(kt, int(ts[p]), self.services[svc[p]], self._host_names[host[p]].as_py()))
+            spans.append(
+                self._spans(kt, int(ts[p]), self.services[svc[p]], self._host_names[host[p]].as_py())
+            )
         mask = pa.array(has_trace)
 
         delay = g.integers(1_000_000, 2_000_000_000, n, dtype=np.int64)
@@ -240,7 +246,9 @@ class LogData:
                 "SpanName": ["HTTP GET /api"] + [f"db.query {i}" for i in range(1, m)],
                 "SpanKind": ["SPAN_KIND_SERVER"] + ["SPAN_KIND_CLIENT"] * (m - 1),
                 "ServiceName": [service] * m,
-                "ResourceAttributes": pa.array([[("service.name", service), ("host.name", host)]] * m, pa.map_(pa.string(), pa.string())),
+                "ResourceAttributes": pa.array(
+                    [[("service.name", service), ("host.name", host)]] * m, pa.map_(pa.string(), pa.string())
+                ),
                 "Duration": pa.array(durations, pa.uint64()),
                 "StatusCode": ["STATUS_CODE_OK"] * m,
                 "Tenant": ["default"] * m,
@@ -254,7 +262,9 @@ class LogData:
 def _read_system(root: Path, system: str) -> list[tuple[str, str]]:
     path = root / system / f"{system}_2k.log_structured.csv"
     with open(path, newline="", encoding="utf-8", errors="replace") as f:
-        return [(r["Content"], r.get("Component") or system.lower()) for r in csv.DictReader(f) if r["Content"]]
+        return [
+            (r["Content"], r.get("Component") or system.lower()) for r in csv.DictReader(f) if r["Content"]
+        ]
 
 
 def _fixed_strings(raw: bytearray, n: int, width: int) -> pa.Array:

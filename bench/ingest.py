@@ -113,13 +113,15 @@ def main() -> None:
     ap.add_argument("--conns", type=int, default=4)
     ap.add_argument("--workers", type=int, default=1, help="parser processes")
     ap.add_argument("--receivers", type=int, default=1, help="receiver processes")
+    ap.add_argument("--insert-rows", type=int, default=None, help="writer.max_rows (rows per store insert)")
+    ap.add_argument("--insert-wait", type=float, default=1.0, help="writer.max_wait_s")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="ferry-bench-"))
     f = FerryProcess(
         tmp / "data",
         config={"parser": {"workers": args.workers}, "receivers": {"workers": args.receivers},
-                "writer": {"max_wait_s": 1.0}},
+                "writer": {"max_wait_s": args.insert_wait, **({"max_rows": args.insert_rows} if args.insert_rows else {})}},
     ).start()
     try:
         pids = _procs_of(f.proc.pid)  # type: ignore[union-attr]
@@ -148,7 +150,8 @@ def main() -> None:
         for p in pids:
             if Path(f"/proc/{p}").exists():
                 print(f"  {_role(p):<22} {_cpu_s(p) - cpu0.get(p, 0.0):6.1f} CPU-s  peak RSS {rss[p] / 1024:,.0f} MB")
-        print(f"config                 batch={args.batch} conns={args.conns} parser workers={args.workers} receivers={args.receivers}")
+        print(f"config                 batch={args.batch} conns={args.conns} parser workers={args.workers} "
+              f"receivers={args.receivers} insert rows={args.insert_rows or 'default'} wait={args.insert_wait}s")
     finally:
         f.stop()
 

@@ -66,6 +66,7 @@ class FerryProcess:
         self.env = dict(os.environ, **(env or {}))
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}.out"
+        self._offset = 0
 
     # addresses
     @property
@@ -85,6 +86,8 @@ class FerryProcess:
         return int(self.config["receivers"]["syslog"]["tcp_port"])
 
     def start(self, timeout: float = 90.0) -> FerryProcess:
+        # A restart on the same data dir appends to the same log: only this run's lines count.
+        self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ferry", "run", "--config", str(self.config_path)],
@@ -97,13 +100,16 @@ class FerryProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"ferry exited with {self.proc.returncode}:\n{self.output()}")
-            if "ferry is running" in self.output():
+            if b"ferry is running" in self._output_bytes()[self._offset :]:
                 return self
             time.sleep(0.1)
         raise RuntimeError(f"ferry not ready after {timeout}s:\n{self.output()}")
 
+    def _output_bytes(self) -> bytes:
+        return self.log_path.read_bytes() if self.log_path.exists() else b""
+
     def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return self._output_bytes().decode(errors="replace")
 
     def stop(self, timeout: float = 60.0) -> int:
         if self.proc is None or self.proc.poll() is not None:

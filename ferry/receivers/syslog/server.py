@@ -203,7 +203,8 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 def _reuse_socket(kind: int, host: str, port: int) -> socket.socket:
-    s = socket.socket(socket.AF_INET, kind)
+    proto = socket.IPPROTO_TCP if kind == socket.SOCK_STREAM else socket.IPPROTO_UDP
+    s = socket.socket(socket.AF_INET, kind, proto)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # several receiver processes share a port
     if kind == socket.SOCK_DGRAM:
