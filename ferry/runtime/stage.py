@@ -6,11 +6,9 @@ Stages never acknowledge, publish or retry themselves; runner.py does that for e
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from ferry.bus.codec import Batch
-from ferry.config.model import FerryConfig
 
 
 @dataclass(frozen=True)
@@ -26,12 +24,6 @@ class FetchPolicy:
     max_msgs: int = 64
     max_rows: int = 100_000
     max_wait_s: float = 0.05
-
-
-@dataclass
-class StageContext:
-    cfg: FerryConfig
-    data_dir: Path
 
 
 class Stage(Protocol):

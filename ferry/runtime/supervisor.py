@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ferry.bus.client import connect, declare
 from ferry.bus.server import NatsServer
@@ -168,7 +167,3 @@ def run(cfg: FerryConfig) -> int:
     print(sup.banner(), flush=True)
     sup.watch()
     return 0
-
-
-def role_path(data_dir: Path, role: str, index: int) -> Path:
-    return data_dir / "run" / f"{role}-{index}.log"

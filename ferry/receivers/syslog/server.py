@@ -77,9 +77,6 @@ class LineBatcher:
         if len(self._lines) >= self.max_lines:
             self.kick()
 
-    def pending(self) -> int:
-        return len(self._lines)
-
     def over_high_water(self) -> bool:
         return self.blocked.is_set() or len(self._lines) >= self.high
 
