@@ -15,13 +15,18 @@ from nats.js import api as js_api
 from nats.js.errors import BadRequestError
 
 from ferry.bus.topics import TOPICS
-from ferry.config.model import BusConfig
+from ferry.config.model import BusConfig, FerryConfig
 
 log = logging.getLogger("ferry.bus")
 
 # Long enough for a writer to retry an insert several times before it spools; the runner also
 # sends in-progress acks while it works.
 ACK_WAIT_S = 60.0
+
+
+def bus_url(cfg: FerryConfig) -> str:
+    """The configured cluster, or the private nats-server the supervisor runs."""
+    return cfg.bus.url or f"nats://127.0.0.1:{cfg.bus.port}"
 
 
 async def connect(url: str, name: str) -> Client:

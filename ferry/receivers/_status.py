@@ -5,9 +5,13 @@ Used by every receiver so that the same failure always gets the same answer.
 
 from __future__ import annotations
 
+import logging
+
 import grpc
 
 from ferry.errors import Backpressure, BadRequest, FerryError, RetryableError, TooLarge
+
+log = logging.getLogger("ferry.receivers")
 
 # (HTTP status, gRPC code, refused-counter reason)
 _TABLE: list[tuple[type[FerryError], int, grpc.StatusCode, str]] = [
@@ -32,3 +36,12 @@ def retry_after(err: FerryError, default: int) -> int | None:
     if isinstance(err, RetryableError):
         return default
     return None
+
+
+def as_ferry_error(exc: Exception, signal: str, receiver: str) -> FerryError:
+    """A bug is still an answer: log it with its traceback and let the table map it to 500/INTERNAL,
+    so it is counted under reason "internal" like every other refusal."""
+    if isinstance(exc, FerryError):
+        return exc
+    log.exception("%s: unexpected error handling a %s request", receiver, signal)
+    return FerryError(f"internal error: {exc!r}")

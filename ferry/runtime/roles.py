@@ -14,17 +14,13 @@ from collections.abc import Iterable
 
 import uvicorn
 
-from ferry.bus.client import connect, declare
+from ferry.bus.client import bus_url, connect, declare
 from ferry.bus.topics import TOPICS
 from ferry.config.model import FerryConfig
 from ferry.runtime import readiness
 from ferry.runtime.runner import StageRunner
 
 log = logging.getLogger("ferry.role")
-
-
-def _bus_url(cfg: FerryConfig) -> str:
-    return cfg.bus.url or f"nats://127.0.0.1:{cfg.bus.port}"
 
 
 async def _close_bus(nc: object) -> None:
@@ -74,7 +70,7 @@ async def run_ingest(cfg: FerryConfig) -> None:
     from ferry.receivers.syslog import server as syslog
 
     stop = _stop_event()
-    nc = await connect(_bus_url(cfg), "ferry-ingest")
+    nc = await connect(bus_url(cfg), "ferry-ingest")
     js = nc.jetstream()
     await declare(js, cfg.bus)
     monitor = BackpressureMonitor(js, cfg)
@@ -114,7 +110,7 @@ async def run_parser(cfg: FerryConfig) -> None:
     from ferry.stages.parser import ParserStage
 
     stop = _stop_event()
-    nc = await connect(_bus_url(cfg), "ferry-parser")
+    nc = await connect(bus_url(cfg), "ferry-parser")
     js = nc.jetstream()
     await declare(js, cfg.bus)
     runner = StageRunner(ParserStage(), js, cfg.data_dir)
@@ -133,7 +129,7 @@ async def run_store(cfg: FerryConfig) -> None:
     stop = _stop_event()
     store = ChdbStore(cfg.data_dir / "store", cfg.store.max_memory_bytes)
     await asyncio.to_thread(store.setup, cfg.store.retention)
-    nc = await connect(_bus_url(cfg), "ferry-store")
+    nc = await connect(bus_url(cfg), "ferry-store")
     js = nc.jetstream()
     await declare(js, cfg.bus)
     spool = Spool(cfg.data_dir / "spool")

@@ -13,9 +13,9 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from ferry.bus.client import connect, declare
+from ferry.bus.client import bus_url, connect, declare
 from ferry.bus.server import NatsServer
 from ferry.config.model import FerryConfig
 from ferry.errors import RetryableError
@@ -29,7 +29,6 @@ class Child:
     index: int
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
-    started_at: float = field(default=0.0)
 
 
 class Supervisor:
@@ -65,8 +64,7 @@ class Supervisor:
         self._wait_ready(timeout=60)
 
     async def _declare(self) -> None:
-        url = self.cfg.bus.url or f"nats://127.0.0.1:{self.cfg.bus.port}"
-        nc = await connect(url, "ferry-supervisor")
+        nc = await connect(bus_url(self.cfg), "ferry-supervisor")
         try:
             await declare(nc.jetstream(), self.cfg.bus)
         finally:
@@ -83,7 +81,6 @@ class Supervisor:
             stderr=log,
             preexec_fn=die_with_parent,
         )
-        c.started_at = time.monotonic()
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

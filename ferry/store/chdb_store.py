@@ -92,12 +92,6 @@ class ChdbStore:
         data = self.query_bytes(sql, "JSONEachRow")
         return [orjson.loads(line) for line in data.splitlines() if line]
 
-    def query_arrow(self, sql: str) -> pa.Table:
-        data = self.query_bytes(sql, "ArrowStream")
-        if not data:
-            return pa.table({})
-        return codec.decode(data)
-
     # --- writes ------------------------------------------------------------------------------
     def insert(self, table: str, rows: pa.Table) -> None:
         if _faulty():

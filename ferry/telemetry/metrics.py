@@ -97,7 +97,7 @@ def declare(role: str) -> None:
         for s in _SIGNALS:
             for r in _OTLP:
                 received.labels(s, r)
-                for reason in ("malformed", "too_large", "backpressure", "unavailable", "invalid_trace_id", "invalid_span_id"):
+                for reason in ("malformed", "too_large", "backpressure", "unavailable", "internal", "invalid_trace_id", "invalid_span_id"):
                     refused.labels(s, r, reason)
         received.labels("logs", "syslog")
         dropped.labels("syslog_udp", "overload")

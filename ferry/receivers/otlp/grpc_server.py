@@ -17,8 +17,7 @@ from google.rpc import error_details_pb2, status_pb2
 from nats.js import JetStreamContext
 
 from ferry.config.model import FerryConfig
-from ferry.errors import FerryError
-from ferry.receivers._status import retry_after, status_of
+from ferry.receivers._status import as_ferry_error, retry_after, status_of
 from ferry.receivers.backpressure import BackpressureMonitor
 from ferry.receivers.otlp import decode
 from ferry.receivers.otlp._publish import publish_decoded, refuse_all
@@ -41,7 +40,8 @@ def _export_handler(signal: str, js: JetStreamContext, cfg: FerryConfig, monitor
             tenant = str(md.get("x-ferry-tenant", cfg.tenant))
             decoded = await asyncio.to_thread(decoder, request, "protobuf", tenant=tenant, now_ns=time.time_ns())
             await publish_decoded(js, signal, decoded, tenant, "otlp_grpc", request)
-        except FerryError as e:
+        except Exception as exc:
+            e = as_ferry_error(exc, signal, "otlp_grpc")
             _, code, reason = status_of(e)
             refuse_all(signal, "otlp_grpc", reason)
             ra = retry_after(e, cfg.backpressure.retry_after_s)

@@ -24,8 +24,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ferry.config.model import FerryConfig
-from ferry.errors import BadRequest, FerryError, TooLarge
-from ferry.receivers._status import retry_after, status_of
+from ferry.errors import BadRequest, TooLarge
+from ferry.receivers._status import as_ferry_error, retry_after, status_of
 from ferry.receivers.backpressure import BackpressureMonitor
 from ferry.receivers.otlp import decode
 from ferry.receivers.otlp._publish import publish_decoded, refuse_all
@@ -106,7 +106,8 @@ def build_app(js: JetStreamContext, cfg: FerryConfig, monitor: BackpressureMonit
                 tenant = request.headers.get("x-ferry-tenant", cfg.tenant)
                 decoded = await asyncio.to_thread(_DECODERS[signal], body, fmt, tenant=tenant, now_ns=time.time_ns())
                 await publish_decoded(js, signal, decoded, tenant, "otlp_http", body)
-            except FerryError as e:
+            except Exception as exc:
+                e = as_ferry_error(exc, signal, "otlp_http")
                 http, _, reason = status_of(e)
                 refuse_all(signal, "otlp_http", reason)
                 headers = {}

@@ -419,15 +419,9 @@ def _mismatches(got: list[tuple[str, ...]], want: list[tuple[str, ...]]) -> list
     return [(i + 1, g, w) for i, (g, w) in enumerate(zip(got, want, strict=True)) if g != w]
 
 
-def test_loghub_linux_matches_ground_truth() -> None:
-    """Every loghub Linux line parses as PRI-less 3164 with host, TAG, PID, time and Content as in the ground truth.
-
-    The ground truth strips surrounding whitespace from Content (8 kernel lines are indented, many
-    lines end in a space) while Body keeps the MSG exactly, so Body is compared stripped and must
-    otherwise be the exact tail of the raw line.
-    """
-    lines, expected, rows = _loghub("Linux")
-    got = [
+def _observed(rows: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """Per parsed row: hostname, app, procid, stripped body and BSD-style time, as loghub records them."""
+    return [
         (
             r["LogAttributes"].get("syslog.hostname", ""),
             r["ServiceName"],
@@ -437,6 +431,17 @@ def test_loghub_linux_matches_ground_truth() -> None:
         )
         for r in rows
     ]
+
+
+def test_loghub_linux_matches_ground_truth() -> None:
+    """Every loghub Linux line parses as PRI-less 3164 with host, TAG, PID, time and Content as in the ground truth.
+
+    The ground truth strips surrounding whitespace from Content (8 kernel lines are indented, many
+    lines end in a space) while Body keeps the MSG exactly, so Body is compared stripped and must
+    otherwise be the exact tail of the raw line.
+    """
+    lines, expected, rows = _loghub("Linux")
+    got = _observed(rows)
     want = [
         (e["Level"], e["Component"], e["PID"], e["Content"], f"{e['Month']} {e['Date']} {e['Time']}")
         for e in expected
@@ -453,16 +458,7 @@ def test_loghub_openssh_matches_ground_truth() -> None:
     As for Linux, the ground truth strips trailing spaces from Content, so Body is compared stripped.
     """
     lines, expected, rows = _loghub("OpenSSH")
-    got = [
-        (
-            r["LogAttributes"].get("syslog.hostname", ""),
-            r["ServiceName"],
-            r["LogAttributes"].get("syslog.procid", ""),
-            r["Body"].strip(),
-            r["Timestamp"].strftime("%b %-d %H:%M:%S"),
-        )
-        for r in rows
-    ]
+    got = _observed(rows)
     want = [
         (e["Component"], "sshd", e["Pid"], e["Content"], f"{e['Date']} {e['Day']} {e['Time']}")
         for e in expected
