@@ -7,8 +7,10 @@
     │   └── Backpressure     ferry is over a bound; the client should retry after `retry_after` s
     └── PermanentError       the same input will fail again
         ├── BadRequest       a whole request is malformed (HTTP 400 / gRPC INVALID_ARGUMENT)
-        ├── TooLarge         a request exceeds the size limit (HTTP 413)
-        └── BadRecord        one record is bad: it is refused and counted, the rest of its batch lands
+        └── TooLarge         a request exceeds the size limit (HTTP 413)
+
+A bad record inside a good request is not an exception: decoders drop it, count it in
+`ferry_refused_records_total{reason}` and report it as OTLP partial success.
 """
 
 from __future__ import annotations
@@ -50,6 +52,3 @@ class BadRequest(PermanentError):
 class TooLarge(PermanentError):
     """A request is larger than the configured limit."""
 
-
-class BadRecord(PermanentError):
-    """One record in a batch is invalid; the others still land."""

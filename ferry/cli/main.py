@@ -40,13 +40,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         import asyncio
 
         from ferry.runtime.lock import DataDirLock
-        from ferry.runtime.roles import ROLES
+        from ferry.runtime.roles import run_alone
 
         lock = DataDirLock(cfg.data_dir)
         if args.role == "store":  # only the store owns files in the data dir
             lock.acquire()
         try:
-            asyncio.run(ROLES[args.role](cfg))
+            asyncio.run(run_alone(args.role, cfg, say=lambda s: print(s, flush=True)))
         finally:
             lock.release()
         return 0

@@ -66,6 +66,11 @@ class StoreConfig(_Section):
     url: str | None = Field(None, description="ClickHouse server URL; unset = embedded chDB in the data dir.")
     retention: RetentionConfig = RetentionConfig()
     max_memory_bytes: int = Field(4 * 1024**3, description="chDB memory cap for queries and merges.")
+    index_after_s: float = Field(
+        10.0,
+        description="Inserts leave the full-text and attribute indexes to merges; a part no merge has "
+        "reached after this many seconds gets them built on its own. 0 = build them at every insert.",
+    )
 
 
 class WriterConfig(_Section):
@@ -89,9 +94,17 @@ class ApiConfig(_Section):
     port: int = 8686
 
 
+class MetricsConfig(_Section):
+    port: int = Field(
+        9686,
+        description="Port (on `listen`) of GET /metrics and /healthz of `ferry run --role ingest|parser` "
+        "on a host without the store, whose API serves /metrics otherwise.",
+    )
+
+
 class FerryConfig(_Section):
     data_dir: Path = Field(Path("./ferry-data"), description="Where the bus and the store keep data.")
-    listen: str = Field("127.0.0.1", description="Address every receiver and the API bind to.")
+    listen: str = Field("127.0.0.1", description="Address every receiver, the API and the metrics page bind to.")
     tenant: str = Field("default", description="Tenant stamped on data that names none.")
     bus: BusConfig = BusConfig()
     receivers: ReceiversConfig = ReceiversConfig()
@@ -99,4 +112,5 @@ class FerryConfig(_Section):
     writer: WriterConfig = WriterConfig()
     store: StoreConfig = StoreConfig()
     api: ApiConfig = ApiConfig()
+    metrics: MetricsConfig = MetricsConfig()
     backpressure: BackpressureConfig = BackpressureConfig()

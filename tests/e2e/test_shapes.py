@@ -1,11 +1,13 @@
 """The same ferry in other shapes: several parser/receiver processes, and an external NATS bus.
 
-Also checks the self-metrics page names every outcome an operator needs.
+Also checks the self-metrics page names every outcome an operator needs, and that every host of the
+many-machine shape can be scraped.
 """
 
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,18 +23,42 @@ from ferry.testing.otlp import logs_request
 PB = {"content-type": "application/x-protobuf"}
 
 
+def _sample(text: str, series: str) -> float:
+    """The value of one exact series (name{labels in Prometheus' sorted order}) on a /metrics page."""
+    for line in text.splitlines():
+        head, _, value = line.rpartition(" ")
+        if head == series:
+            return float(value)
+    raise AssertionError(f"{series} not on the page")
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 def _children(ferry: FerryProcess) -> list[str]:
     out = subprocess.run(["ps", "-o", "args=", "--ppid", str(ferry.proc.pid)], capture_output=True, text=True)  # type: ignore[union-attr]
     return out.stdout.splitlines()
 
 
 def test_workers_run_as_a_consumer_group(tmp_path: Path) -> None:
-    """`parser.workers: 2` and `receivers.workers: 2` run four role processes; every record lands once."""
-    f = FerryProcess(tmp_path / "data", config={"receivers": {"workers": 2}}, workers=2).start()
+    """`parser.workers: 2` and `receivers.workers: 2` run four role processes; every record lands once.
+
+    With the store among them, /metrics is the API's alone: no role opens `metrics.port`.
+    """
+    metrics_port = free_port()
+    f = FerryProcess(tmp_path / "data", config={"receivers": {"workers": 2}, "metrics": {"port": metrics_port}},
+                     workers=2).start()
     try:
         kids = _children(f)
         assert sum("ferry.runtime.child parser" in k for k in kids) == 2
         assert sum("ferry.runtime.child ingest" in k for k in kids) == 2
+        assert "/healthz" not in f.output() and str(metrics_port) not in f.output()
+        assert not _listening(metrics_port)
         tag = f"grp{uuid.uuid4().hex[:8]}"
         bodies = [f"{tag} r{i}" for i in range(3000)]
         for k in range(0, 3000, 100):  # many requests, spread over both receivers by the kernel
@@ -60,14 +86,23 @@ def _external_nats(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int, int]:
 
 
 def test_roles_run_as_separate_processes_over_a_shared_bus(tmp_path: Path) -> None:
-    """`ferry run --role store|parser|ingest`, each its own process (as on separate hosts), form one pipeline."""
+    """`ferry run --role store|parser|ingest`, each its own process (as on separate hosts), form one pipeline.
+
+    The ingest and parser hosts have no store API, so each serves its own /metrics and /healthz on
+    `metrics.port` (set per process here, since all three share this machine) and says so at start.
+    """
     nats, port, _ = _external_nats(tmp_path)
     f = FerryProcess(tmp_path / "data", config={"bus": {"url": f"nats://127.0.0.1:{port}"}})
-    procs = []
+    metrics_port = {"parser": free_port(), "ingest": free_port()}
+    procs, outs = [], {}
     try:
         for role in ("store", "parser", "ingest"):
-            procs.append(subprocess.Popen([sys.executable, "-m", "ferry", "run", "--role", role, "--config", str(f.config_path)],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            outs[role] = tmp_path / f"{role}.out"
+            extra = ["--set", f"metrics.port={metrics_port[role]}"] if role in metrics_port else []
+            with open(outs[role], "wb") as out:
+                procs.append(subprocess.Popen([sys.executable, "-m", "ferry", "run", "--role", role,
+                                               "--config", str(f.config_path), *extra],
+                                              stdout=out, stderr=subprocess.STDOUT))
         tag = f"roles{uuid.uuid4().hex[:8]}"
 
         def sent() -> bool:
@@ -76,6 +111,19 @@ def test_roles_run_as_separate_processes_over_a_shared_bus(tmp_path: Path) -> No
 
         f.wait_for(sent, timeout=60, interval=0.5)
         assert f.wait_for(lambda: f.search(tag), timeout=60)[0]["body"] == f"{tag} hi"
+
+        def scrape(role: str) -> str:
+            return httpx.get(f"http://127.0.0.1:{metrics_port[role]}/metrics", timeout=10).text
+
+        received = 'ferry_received_records_total{receiver="otlp_http",signal="logs"}'
+        assert f.wait_for(lambda: _sample(scrape("ingest"), received) > 0)
+        assert f.wait_for(lambda: _sample(scrape("parser"), 'ferry_stage_records_total{stage="parser"}') > 0)
+        for role in metrics_port:
+            assert httpx.get(f"http://127.0.0.1:{metrics_port[role]}/healthz", timeout=10).json() == {"status": "ok"}
+            assert f"  metrics        http://127.0.0.1:{metrics_port[role]}  (/metrics, /healthz)" in outs[role].read_text()
+        # The store's banner still names its API as the metrics page, and the receiver port has none.
+        assert "API + metrics" in outs["store"].read_text() and "/healthz" not in outs["store"].read_text()
+        assert httpx.get(f"{f.otlp_http}/metrics", timeout=10).status_code == 404
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)

@@ -1,0 +1,70 @@
+"""Builds the skip indexes that inserts leave to merges, for the parts no merge has reached yet.
+
+Inserts skip ddl.DEFERRED_INDEXES and every merge builds them for the part it writes; a part that stays
+unmerged for `after_s` seconds gets them from MATERIALIZE INDEX, which only builds what a part lacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+
+from ferry.errors import RetryableError
+from ferry.store import ddl
+from ferry.store.chdb_store import ChdbStore, quote
+from ferry.telemetry import metrics
+
+log = logging.getLogger("ferry.store.indexes")
+
+
+def lacking(store: ChdbStore, after_s: float) -> dict[str, dict[str, int]]:
+    """table -> partition id -> parts older than `after_s` that no merge or mutation has rewritten.
+
+    Such a part (level 0, data version = its first block) is exactly as its insert wrote it, so it
+    lacks the deferred indexes; a merge or MATERIALIZE INDEX rewrites it with them. Files cannot
+    tell: small skip indexes share one packed file.
+    """
+    tables = ",".join(map(quote, ddl.DEFERRED_INDEXES))
+    rows = store.query_rows(
+        "SELECT table, partition_id, count() AS parts FROM system.parts WHERE active AND database = currentDatabase() "
+        f"AND table IN ({tables}) AND level = 0 AND data_version = min_block_number "
+        f"AND modification_time <= now() - {int(after_s)} GROUP BY table, partition_id"
+    )
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for r in rows:
+        out[str(r["table"])][str(r["partition_id"])] = int(r["parts"])  # type: ignore[call-overload]
+    return dict(out)
+
+
+def catch_up(store: ChdbStore, after_s: float) -> int:
+    """Start building the indexes that parts older than `after_s` lack; returns how many partitions.
+
+    One mutation per table at a time: a table with a mutation still running is left for next round.
+    """
+    busy = {str(r["table"]) for r in store.query_rows(
+        "SELECT DISTINCT table FROM system.mutations WHERE NOT is_done AND database = currentDatabase()"
+    )}  # fmt: skip
+    started = 0
+    for table, partitions in lacking(store, after_s).items():
+        if table in busy:
+            continue
+        commands = [
+            f"MATERIALIZE INDEX {index} IN PARTITION ID {quote(partition)}"
+            for partition in sorted(partitions)
+            for index in ddl.DEFERRED_INDEXES[table]
+        ]
+        store.query_bytes(f"ALTER TABLE {table} {', '.join(commands)} SETTINGS mutations_sync = 0", "TSV")
+        started += len(partitions)
+        metrics.indexed_late.labels(table).inc(len(partitions))
+    return started
+
+
+async def keep_indexes(store: ChdbStore, after_s: float, every_s: float = 5.0) -> None:
+    """Run catch_up every `every_s` seconds until cancelled (the store role's background task)."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await asyncio.to_thread(catch_up, store, after_s)
+        except RetryableError as e:
+            log.warning("building deferred indexes failed; retrying next round: %s", e)
