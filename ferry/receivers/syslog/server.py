@@ -11,7 +11,9 @@ import asyncio
 import logging
 import socket
 import time
+from collections import deque
 
+import numpy as np
 import pyarrow as pa
 from nats.js import JetStreamContext
 
@@ -39,6 +41,14 @@ def _to_strings(lines: list[bytes]) -> pa.Array:
         return pa.array([b.decode("utf-8", "replace") for b in lines], pa.string())
 
 
+def _repeat(values: list[str], counts: np.ndarray) -> pa.Array:
+    """values[i] repeated counts[i] times, as one string array."""
+    distinct = list(dict.fromkeys(values))
+    where = {v: i for i, v in enumerate(distinct)}
+    index = np.repeat(np.fromiter((where[v] for v in values), np.int32, len(values)), counts)
+    return pa.array(distinct, pa.string()).take(pa.array(index))
+
+
 class LineBatcher:
     """Collects lines from every connection and publishes them as RAW_LINES batches.
 
@@ -58,9 +68,9 @@ class LineBatcher:
         self.low = sc.batch_lines
         self.wait_s = sc.batch_wait_s
         self._lines: list[bytes] = []
-        self._peers: list[str] = []
-        self._transports: list[str] = []
-        self._times: list[int] = []
+        # (line count, peer, transport, received ns) per add(): the per-line columns are built with
+        # numpy at flush time, not appended line by line (that was a quarter of the receive path).
+        self._runs: deque[tuple[int, str, str, int]] = deque()
         self._flush_lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
         self.blocked = asyncio.Event()  # set while the bus refuses our batches
@@ -68,12 +78,8 @@ class LineBatcher:
         self._task: asyncio.Task[None] | None = None
 
     def add(self, lines: list[bytes], peer: str, transport: str) -> None:
-        n = len(lines)
-        now = time.time_ns()
         self._lines.extend(lines)
-        self._peers.extend([peer] * n)
-        self._transports.extend([transport] * n)
-        self._times.extend([now] * n)
+        self._runs.append((len(lines), peer, transport, time.time_ns()))
         if len(self._lines) >= self.max_lines:
             self.kick()
 
@@ -97,16 +103,36 @@ class LineBatcher:
             await asyncio.sleep(self.wait_s)
             self.kick()
 
-    def _table(self, start: int, end: int) -> pa.Table:
+    def _table(self, total: int) -> pa.Table:
+        """The first `total` pending lines as one RAW_LINES table (nothing is removed)."""
+        runs: list[tuple[int, str, str, int]] = []
+        left = total
+        for n, peer, transport, at in self._runs:
+            runs.append((min(n, left), peer, transport, at))
+            left -= runs[-1][0]
+            if not left:
+                break
+        counts = np.fromiter((r[0] for r in runs), np.int64, len(runs))
+        times = np.repeat(np.fromiter((r[3] for r in runs), np.int64, len(runs)), counts)
         return pa.Table.from_arrays(
             [
-                pa.array(self._times[start:end], pa.int64()).cast(_TS),
-                pa.array(self._peers[start:end], pa.string()),
-                pa.array(self._transports[start:end], pa.string()),
-                _to_strings(self._lines[start:end]),
+                pa.array(times).cast(_TS),
+                _repeat([r[1] for r in runs], counts),
+                _repeat([r[2] for r in runs], counts),
+                _to_strings(self._lines[:total]),
             ],
             schema=RAW_LINES,
         )
+
+    def _drop(self, total: int) -> None:
+        del self._lines[:total]
+        while total:
+            n, peer, transport, at = self._runs[0]
+            if n > total:
+                self._runs[0] = (n - total, peer, transport, at)
+                break
+            self._runs.popleft()
+            total -= n
 
     async def _publish(self, batch: codec.Batch) -> None:
         self.monitor.check()
@@ -117,7 +143,8 @@ class LineBatcher:
             while self._lines:
                 total = min(len(self._lines), self.max_lines * self._IN_FLIGHT)
                 bounds = [(i, min(i + self.max_lines, total)) for i in range(0, total, self.max_lines)]
-                batches = [codec.Batch(self._table(a, b), "logs", "raw_lines", "syslog", self.cfg.tenant) for a, b in bounds]
+                table = self._table(total)
+                batches = [codec.Batch(table.slice(a, b - a), "logs", "raw_lines", "syslog", self.cfg.tenant) for a, b in bounds]
                 while True:
                     results = await asyncio.gather(*(self._publish(b) for b in batches), return_exceptions=True)
                     failed = [b for b, r in zip(batches, results, strict=True) if isinstance(r, BaseException)]
@@ -134,7 +161,7 @@ class LineBatcher:
                     batches = failed
                     await asyncio.sleep(0.5)
                 metrics.received.labels("logs", "syslog").inc(total)
-                del self._lines[:total], self._peers[:total], self._transports[:total], self._times[:total]
+                self._drop(total)
                 if len(self._lines) < self.low:
                     self.blocked.clear()
                     self._resume_all()

@@ -5,6 +5,7 @@ Covers RFC 6587 octet counting, LF/CRLF/NUL framing, mixed streams, splits and t
 
 from __future__ import annotations
 
+import random
 import tracemalloc
 
 import pytest
@@ -184,3 +185,155 @@ def test_max_message_must_be_positive() -> None:
 def test_split_datagram(datagram: bytes, expected: list[bytes]) -> None:
     """A datagram is one message minus trailing LF/CR/NUL, or one per non-empty line if it holds several."""
     assert split_datagram(datagram) == expected
+
+
+# Messages whose octet counts have 1 to 5 digits, so headers of every width meet at chunk edges.
+WIDTHS = [b"x", b"<1>" + b"a" * 20, b"<2>" + b"b" * 150, b"<3>" + b"c" * 1200, b"<4>" + b"d" * 12000]
+
+
+def test_octet_frames_of_every_count_width_split_at_every_position() -> None:
+    """Frames with 1- to 5-digit counts come out whole wherever the stream is cut: inside the
+    digits, at the space, inside or at the end of the payload."""
+    frames = [octet(m) for m in WIDTHS[:4]]
+    stream = b"".join(frames)
+    cuts: set[int] = set()
+    base = 0
+    for f in frames:
+        cuts.update(range(base, base + f.index(b" ") + 3))  # in the digits, at the space, just after
+        cuts.update((base + len(f) - 1, base + len(f)))
+        base += len(f)
+    for cut in sorted(cuts):
+        for tail_cut in (cut, min(cut + 3, len(stream)), len(stream)):
+            chunks = [stream[:cut], stream[cut:tail_cut], stream[tail_cut:]]
+            out, framer = frame_all(chunks)
+            assert out == WIDTHS[:4], (cut, tail_cut)
+            assert framer.truncated == 0
+
+
+def test_large_chunks_of_varied_frames_yield_every_frame() -> None:
+    """Thousands of octet-counted frames of mixed sizes in 256 KiB reads arrive whole and in order,
+    counts above 9999 included."""
+    msgs = [WIDTHS[i % 5][: 1 + (i * 37) % len(WIDTHS[i % 5])] for i in range(5000)]
+    stream = b"".join(octet(m) for m in msgs)
+    size = 256 * 1024
+    out, framer = frame_all([stream[i : i + size] for i in range(0, len(stream), size)])
+    assert out == msgs
+    assert framer.truncated == 0
+
+
+def test_payload_that_looks_like_frames_is_not_reframed() -> None:
+    """A payload holding LFs, digits and nested `<count> ` text is one message."""
+    inner = octet(b"fake") + b"\n12 not a frame\n"
+    out, _ = frame_all([octet(inner) + octet(M2)])
+    assert out == [inner, M2]
+
+
+def test_oversize_octet_frame_split_at_every_position() -> None:
+    """An oversized frame is cut to max_message and counted once, and the next frame is intact,
+    whatever the chunking."""
+    big = b"<1>" + b"q" * 300
+    stream = octet(big) + octet(M2) + M1 + b"\n"
+    for cut in range(len(stream) + 1):
+        out, framer = frame_all([stream[:cut], stream[cut:]], max_message=100)
+        assert out == [big[:100], M2, M1], cut
+        assert framer.truncated == 1
+
+
+def test_oversize_octet_frames_back_to_back() -> None:
+    """Several oversized frames in one read are each cut and counted, with normal ones between."""
+    big = b"z" * 250
+    stream = octet(big) + octet(b"ok") + octet(big) + octet(big) + octet(b"end")
+    out, framer = frame_all([stream], max_message=64)
+    assert out == [big[:64], b"ok", big[:64], big[:64], b"end"]
+    assert framer.truncated == 3
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"0 leading zero is not a count",
+        b"012 leading zero again",
+        b"12x not all digits",
+        b"1234567890 ten digits is too long",
+        b"+5 signed",
+        b"1_0 underscore",
+        b"7\tab tab before space",
+        b"2024-05-01 12:00:00 a date",
+    ],
+)
+def test_garbage_length_is_read_as_a_line(line: bytes) -> None:
+    """A line whose leading digits are not a valid octet count is LF-framed, whole, wherever cut."""
+    stream = octet(M1) + line + b"\n" + octet(M2)
+    for cut in range(len(stream) + 1):
+        out, framer = frame_all([stream[:cut], stream[cut:]])
+        assert out == [M1, line, M2], cut
+        assert framer.truncated == 0
+
+
+def test_count_longer_than_the_stream_keeps_what_arrived_at_close() -> None:
+    """A count that promises more than the peer sends yields the bytes that came, at close."""
+    out, _ = frame_all([b"999 " + M1 + b"\n" + M2 + b"\n"])
+    assert out == [M1 + b"\n" + M2 + b"\n"]
+
+
+def test_lines_between_frames_in_one_read() -> None:
+    """LF-framed lines around octet-counted frames (whose payloads hold LFs) split correctly."""
+    stream = b"<13>a\n<13>b\r\n" + octet(b"x\ny\n") + b"<13>c\n\n<13>d\x00" + octet(b"7 z") + b"<13>e\n"
+    assert frame_all([stream])[0] == [b"<13>a", b"<13>b", b"x\ny\n", b"<13>c", b"<13>d", b"7 z", b"<13>e"]
+
+
+def test_crlf_lf_and_bare_cr_mixed_in_one_read() -> None:
+    """Only a CR right before an LF is stripped, whether every line or only some end in CRLF."""
+    all_crlf = b"".join(b"<1>line %d\r\n" % i for i in range(100))
+    assert frame_all([all_crlf])[0] == [b"<1>line %d" % i for i in range(100)]
+    mixed = b"<1>a\r\n<1>b\n<1>c\rd\r\n<1>e\r\r\n\r\n<1>f\n"
+    assert frame_all([mixed])[0] == [b"<1>a", b"<1>b", b"<1>c\rd", b"<1>e\r", b"<1>f"]
+
+
+def test_many_short_lines_with_a_few_oversized() -> None:
+    """In a read of many lines, exactly the ones over max_message are cut and counted."""
+    lines = [b"<1>" + b"s" * (i % 40) for i in range(300)]
+    for i in (7, 150, 299):
+        lines[i] = b"<2>" + b"L" * (100 + i % 3)
+    expected = [line[:100] for line in lines]
+    for sep in (b"\n", b"\r\n"):
+        out, framer = frame_all([sep.join(lines) + sep], max_message=100)
+        assert out == expected
+        assert framer.truncated == 3
+
+
+def test_line_of_exactly_max_size_among_short_lines_is_not_truncated() -> None:
+    """A line exactly max_message long in a read of many lines passes whole."""
+    lines = [b"<1>short"] * 50 + [b"m" * 100] + [b"<1>short"] * 50
+    out, framer = frame_all([b"\r\n".join(lines) + b"\r\n"], max_message=100)
+    assert out == lines
+    assert framer.truncated == 0
+
+
+def test_feed_accepts_bytearray_and_memoryview() -> None:
+    """Messages come back as bytes whatever bytes-like object the reads are."""
+    framer = StreamFramer()
+    out = framer.feed(bytearray(octet(M1))) + framer.feed(memoryview(M2 + b"\n"))
+    assert out == [M1, M2]
+    assert all(type(m) is bytes for m in out)
+
+
+def test_any_chunking_yields_the_same_messages() -> None:
+    """Random mixes of frames, lines, garbage and oversize messages frame the same however the
+    stream is cut into reads."""
+    rng = random.Random(6587)
+    pieces = [
+        lambda: octet(bytes(rng.choice(b"ab<> 12\n\r\x00") for _ in range(rng.randrange(0, 130)))),
+        lambda: b"<1>" + bytes(rng.choice(b"ab 12\r") for _ in range(rng.randrange(0, 130))) + b"\n",
+        lambda: rng.choice([b"\r\n", b"\x00", b"\n\n"]),
+        lambda: rng.choice([b"0 x\n", b"12x y\n", b"1234567890 z\n", b"99 short\n", b"5 "]),
+    ]
+    for _ in range(200):
+        stream = b"".join(rng.choice(pieces)() for _ in range(rng.randrange(1, 30)))
+        whole, framer = frame_all([stream], max_message=100)
+        for size in (1, rng.randrange(2, 40), rng.randrange(40, 400)):
+            out, chunked = frame_all(
+                [stream[i : i + size] for i in range(0, len(stream), size)], max_message=100
+            )
+            assert out == whole, (stream, size)
+            assert chunked.truncated == framer.truncated
