@@ -12,8 +12,10 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+import yaml
 
 from ferry.testing import FerryProcess
 from ferry.testing.otlp import logs_request
@@ -115,13 +117,24 @@ def main() -> None:
     ap.add_argument("--receivers", type=int, default=1, help="receiver processes")
     ap.add_argument("--insert-rows", type=int, default=None, help="writer.max_rows (rows per store insert)")
     ap.add_argument("--insert-wait", type=float, default=1.0, help="writer.max_wait_s")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra ferry config, dotted key (e.g. store.index_after_s=0); repeatable")
     args = ap.parse_args()
+    extra: dict[str, Any] = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        *path, last = key.split(".")
+        node = extra
+        for k in path:
+            node = node.setdefault(k, {})
+        node[last] = yaml.safe_load(value)
 
     tmp = Path(tempfile.mkdtemp(prefix="ferry-bench-"))
     f = FerryProcess(
         tmp / "data",
         config={"parser": {"workers": args.workers}, "receivers": {"workers": args.receivers},
-                "writer": {"max_wait_s": args.insert_wait, **({"max_rows": args.insert_rows} if args.insert_rows else {})}},
+                "writer": {"max_wait_s": args.insert_wait, **({"max_rows": args.insert_rows} if args.insert_rows else {})},
+                **extra},
     ).start()
     try:
         pids = _procs_of(f.proc.pid)  # type: ignore[union-attr]
@@ -150,8 +163,18 @@ def main() -> None:
         for p in pids:
             if Path(f"/proc/{p}").exists():
                 print(f"  {_role(p):<22} {_cpu_s(p) - cpu0.get(p, 0.0):6.1f} CPU-s  peak RSS {rss[p] / 1024:,.0f} MB")
+        prom = httpx.get(f"{f.api}/metrics").text.splitlines()
+
+        def total(prefix: str) -> float:
+            return sum(float(line.rsplit(" ", 1)[1]) for line in prom if line.startswith(prefix))
+
+        inserts, busy = total('ferry_store_insert_seconds_count{table="otel_logs"}'), total('ferry_store_insert_seconds_sum{table="otel_logs"}')
+        print(f"store inserts          {inserts:.0f} x {want / max(inserts, 1):,.0f} rows, {busy / max(inserts, 1) * 1000:.0f} ms each; "
+              f"inserting {busy / t_done:.0%} of the time; "
+              f"{total('ferry_store_late_index_builds_total{'):.0f} late index builds (parts no merge reached in time)")
         print(f"config                 batch={args.batch} conns={args.conns} parser workers={args.workers} "
-              f"receivers={args.receivers} insert rows={args.insert_rows or 'default'} wait={args.insert_wait}s")
+              f"receivers={args.receivers} insert rows={args.insert_rows or 'default'} wait={args.insert_wait}s"
+              f"{' ' + ' '.join(args.set) if args.set else ''}")
     finally:
         f.stop()
 
