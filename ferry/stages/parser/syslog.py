@@ -68,15 +68,15 @@ _REASON_TS = "invalid timestamp"
 
 _TS = pl.Datetime("ns", "UTC")
 
-# (LogAttributes key, working column) in the order the keys appear in each map.
+# (LogAttributes key, working column) in the order the keys appear in each map. APP-NAME and
+# HOSTNAME are not repeated here: they are ServiceName / service.name and host.name, and each map
+# entry costs the store ~0.3 us per row.
 _LOG_ATTRS = [
     ("syslog.facility", "_facility"),
     ("syslog.severity", "_severity"),
     ("syslog.version", "_version"),
     ("syslog.procid", "_procid"),
     ("syslog.msgid", "_msgid"),
-    ("syslog.appname", "_app"),
-    ("syslog.hostname", "_hostname"),
     ("syslog.format", "_format"),
     ("syslog.pri_missing", "_pri_missing"),
     ("syslog.parse_error", "_error"),

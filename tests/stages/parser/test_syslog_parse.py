@@ -74,8 +74,6 @@ def test_rfc5424_example_1_bom_and_nil_procid() -> None:
         "syslog.severity": "crit",
         "syslog.version": "1",
         "syslog.msgid": "ID47",
-        "syslog.appname": "su",
-        "syslog.hostname": "mymachine.example.com",
         "syslog.format": "rfc5424",
         "net.peer": PEER,
         "net.transport": "udp",
@@ -213,8 +211,6 @@ def test_rfc3164_example() -> None:
     assert row["LogAttributes"] == {
         "syslog.facility": "auth",
         "syslog.severity": "crit",
-        "syslog.appname": "su",
-        "syslog.hostname": "mymachine",
         "syslog.format": "rfc3164",
         "net.peer": PEER,
         "net.transport": "udp",
@@ -269,7 +265,8 @@ def test_rfc3164_without_hostname_uses_peer_ip(line: str, app: str, pid: str | N
     assert row["LogAttributes"].get("syslog.procid") == pid
     assert row["Body"] == body
     assert row["ResourceAttributes"]["host.name"] == "192.0.2.7"
-    assert "syslog.hostname" not in row["LogAttributes"]
+    # APP-NAME and HOSTNAME live in ServiceName and host.name only, never repeated as attributes.
+    assert not {"syslog.hostname", "syslog.appname"} & set(row["LogAttributes"])
 
 
 def test_rfc3164_without_hostname_ipv6_peer() -> None:
@@ -423,7 +420,7 @@ def _observed(rows: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     """Per parsed row: hostname, app, procid, stripped body and BSD-style time, as loghub records them."""
     return [
         (
-            r["LogAttributes"].get("syslog.hostname", ""),
+            r["ResourceAttributes"].get("host.name", ""),
             r["ServiceName"],
             r["LogAttributes"].get("syslog.procid", ""),
             r["Body"].strip(),
