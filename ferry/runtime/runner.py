@@ -132,8 +132,13 @@ class StageRunner:
         batches, good = self._decode(topic, msgs)
         try:
             outputs = await self.stage.process(topic.name, batches) if batches else []
-            for out in outputs:
-                await publish(self.js, out.topic, out.batch)
+            # All outputs in flight at once: each publish waits for the bus to fsync, and waiting
+            # for them one by one left the stage idle. A partial failure republishes them all;
+            # batch ids make the repeats harmless.
+            sent = await asyncio.gather(*(publish(self.js, o.topic, o.batch) for o in outputs), return_exceptions=True)
+            failed = next((r for r in sent if isinstance(r, BaseException)), None)
+            if failed is not None:
+                raise failed
         except RetryableError as e:
             metrics.retried.labels(self.stage.group, "unavailable").inc()
             log.warning("%s: %s; will retry in %.1fs", self.stage.group, e, backoff)

@@ -19,6 +19,7 @@ _PRI = r"(?:0|[1-9]\d?|1[0-8]\d|19[01])"
 _SD_NAME = r'[^\s\]="]+'
 _SD_VALUE = r'"(?:[^"\\]|\\.)*"'
 _SD_ELEMENT = rf"\[{_SD_NAME}(?: {_SD_NAME}={_SD_VALUE})*\]"
+_SD_TOKEN = rf"(?s)\[{_SD_NAME}| {_SD_NAME}={_SD_VALUE}"
 
 _RE_5424 = (
     rf"(?s)^<(?P<pri>{_PRI})>(?P<ver>[1-9]\d{{0,2}}) (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+)"
@@ -285,24 +286,22 @@ def _structured_data(fields: pl.DataFrame) -> pl.DataFrame | None:
     )
     if rows.height == 0:
         return None
-    elements = (
-        rows.select(pl.col("row"), pl.col("_sd").str.extract_all(f"(?s){_SD_ELEMENT}").alias("el"))
-        .explode("el")
-        .select(
-            pl.col("row"),
-            pl.col("el").str.extract(rf"^\[({_SD_NAME})").alias("sd_id"),
-            pl.col("el").str.extract_all(rf"(?s) {_SD_NAME}={_SD_VALUE}").alias("param"),
-        )
-        .explode("param")
-        .filter(pl.col("param").is_not_null())
-    )
-    return elements.select(
+    # One scan cuts the (already validated) SD into tokens: `[SD-ID` opens an element and
+    # ` NAME="VALUE"` is a param of the element opened last; a `[` inside a VALUE is consumed by
+    # its param, so it cannot open an element. Half the cost of splitting elements, then params.
+    tokens = rows.select(pl.col("row"), pl.col("_sd").str.extract_all(_SD_TOKEN).alias("tok")).explode("tok")
+    tok = pl.col("tok")
+    params = tokens.with_columns(
+        # Every row's SD starts with an element, so the fill never crosses rows.
+        pl.when(tok.str.starts_with("[")).then(tok.str.slice(1)).forward_fill().alias("sd_id")
+    ).filter(tok.str.starts_with(" "))
+    # NAME holds no `=` or `"`, so the first `="` ends it; the VALUE ends with the closing quote.
+    name_value = pl.col("tok").str.splitn('="', 2).struct
+    return params.select(
         pl.col("row"),
-        pl.concat_str(
-            pl.lit("sd."), pl.col("sd_id"), pl.lit("."), pl.col("param").str.extract(r"^ ([^=]+)=")
-        ).alias("key"),
-        pl.col("param")
-        .str.extract(r'(?s)="(.*)"$')
+        pl.concat_str(pl.lit("sd."), pl.col("sd_id"), pl.lit("."), name_value.field("field_0").str.slice(1)).alias("key"),
+        name_value.field("field_1")
+        .str.strip_suffix('"')
         # RFC 5424 escapes only `"`, `\` and `]`; a backslash before anything else is literal.
         .str.replace_all(r'\\(["\\\]])', "${1}")
         .alias("value"),

@@ -136,6 +136,14 @@ def test_rfc5424_sd_escapes() -> None:
     assert row["Body"] == "msg"
 
 
+def test_rfc5424_sd_value_that_looks_like_sd() -> None:
+    """A VALUE holding `[id k="v"]`-like text stays one value of its own element."""
+    row = one(r'<14>1 - h a - - [x@1 v="see [fake k=\"v\"\] here" w="2"][y z="3"] msg')
+    sd = {k: v for k, v in row["LogAttributes"].items() if k.startswith("sd.")}
+    assert sd == {"sd.x@1.v": 'see [fake k="v"] here', "sd.x@1.w": "2", "sd.y.z": "3"}
+    assert row["Body"] == "msg"
+
+
 def test_rfc5424_sd_repeated_element_and_params() -> None:
     """Repeated SD elements and params (RFC 5424 lets `origin ip` repeat) each keep an entry."""
     out = parse_syslog(
