@@ -169,6 +169,7 @@ def test_metrics_page_names_every_outcome(ferry: FerryProcess) -> None:
         'ferry_consumer_lag_batches{group="writer",topic="log_commit"}',
         'ferry_store_insert_seconds_bucket{le="0.1",table="otel_logs"}',
         "ferry_spool_pending_batches",
+        'ferry_store_late_index_builds_total{table="otel_logs"}',
         "ferry_bus_server_restarts_total",
         "ferry_topic_bytes",
     ):
@@ -177,3 +178,16 @@ def test_metrics_page_names_every_outcome(ferry: FerryProcess) -> None:
                    "ferry_dropped_records_total"):
         assert f"# TYPE {family.removesuffix('_total')} counter" in text or f"# HELP {family}" in text, family
     assert ferry.metric("ferry_written_rows_total", table="otel_logs") >= 2
+
+
+def test_parts_no_merge_reaches_get_their_search_index(tmp_path: Path) -> None:
+    """Inserts leave the full-text index to merges; a lone part gets it from the store's index keeper."""
+    f = FerryProcess(tmp_path / "data", config={"store": {"index_after_s": 1}}).start()
+    try:
+        tag = f"late{uuid.uuid4().hex[:8]}"
+        httpx.post(f"{f.otlp_http}/v1/logs", content=logs_request([f"{tag} PaymentService refused"]), headers=PB)
+        assert f.wait_for(lambda: f.search(f"{tag} payment"))  # found before and after indexing
+        f.wait_for(lambda: f.metric("ferry_store_late_index_builds_total", table="otel_logs") >= 1, timeout=30)
+        assert [r["body"] for r in f.search(f"{tag} payment")] == [f"{tag} PaymentService refused"]
+    finally:
+        assert f.stop() == 0
