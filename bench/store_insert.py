@@ -1,0 +1,93 @@
+"""Store insert cost of parsed syslog rows: CPU µs per row for chDB inserts of 100k-row batches.
+
+Compares skip indexes built at insert with ferry's default (deferred to merges, store/indexes.py).
+"""
+
+# python bench/store_insert.py [--rows 500000]
+# Each variant runs in its own process (one chDB path per process) on a fresh store directory;
+# the rows are the 500k RFC 5424 lines of bench/syslog_vs_rsyslog.py, parsed by the parser stage.
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import multiprocessing as mp
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pyarrow as pa  # noqa: E402
+
+from ferry.bus import codec  # noqa: E402
+from ferry.config.model import RetentionConfig  # noqa: E402
+from ferry.schema.tables import RAW_LINES  # noqa: E402
+from ferry.stages.parser.syslog import parse_syslog  # noqa: E402
+from ferry.store.chdb_store import ChdbStore  # noqa: E402
+
+BATCH = 100_000
+
+
+def rows(n: int) -> pa.Table:
+    from syslog_vs_rsyslog import make_lines
+
+    lines = [line.decode() for line in make_lines(n)]
+    now = dt.datetime.now(dt.UTC)
+    raw = pa.table(
+        {"ReceivedAt": pa.array([now] * n, pa.timestamp("ns", tz="UTC")), "Peer": ["127.0.0.1:514"] * n,
+         "Transport": ["tcp"] * n, "Line": lines},
+        schema=RAW_LINES,
+    )
+    table = parse_syslog(raw)
+    return table.set_column(table.schema.get_field_index("BatchId"), "BatchId", pa.array([f"b{i // 5000}" for i in range(n)]))
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def run(defer: bool, payload: bytes, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    table = codec.decode(payload)
+    path = Path(tempfile.mkdtemp(prefix="ferry-store-bench-"))
+    try:
+        store = ChdbStore(path, defer_indexes=defer)
+        store.setup(RetentionConfig())
+        batches = [table.slice(i, BATCH) for i in range(0, table.num_rows, BATCH)]
+        c0, t0 = _cpu(), time.perf_counter()
+        for b in batches:
+            store.insert("otel_logs", b)
+        c1, t1 = _cpu(), time.perf_counter()
+        store.close()
+        out.put((c1 - c0, t1 - t0))
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=500_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    payload = codec.encode(rows(args.rows), compress=False)
+    ctx = mp.get_context("spawn")
+    print(f"{args.rows:,} parsed RFC 5424 rows, {BATCH:,}-row inserts into otel_logs (best of {args.repeat})")
+    for name, defer in (("indexes built at insert", False), ("indexes deferred (default)", True)):
+        best = (float("inf"), 0.0)
+        for _ in range(args.repeat):
+            q: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
+            p = ctx.Process(target=run, args=(defer, payload, q))
+            p.start()
+            best = min(best, q.get())
+            p.join()
+        cpu, wall = best
+        print(f"  {name:<28} {cpu / args.rows * 1e6:5.2f} CPU-us/row  {args.rows / wall:>9,.0f} rows/s")
+
+
+if __name__ == "__main__":
+    main()
