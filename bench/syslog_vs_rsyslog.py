@@ -263,15 +263,19 @@ ruleset(name="bench") {{
 
 
 def _profile(pids: dict[str, int], seconds: int, outdir: Path) -> list[subprocess.Popen[bytes]]:
+    """py-spy (Python frames) per ferry process; with FERRY_BENCH_PERF=1, `perf record` instead,
+    which also sees chDB's native threads (read with `perf report -i DIR/store-0.data`)."""
     outdir.mkdir(parents=True, exist_ok=True)
+    native = os.environ.get("FERRY_BENCH_PERF") == "1"
     spies = []
     for label, pid in pids.items():
-        if label == "nats-server":
+        if label == "nats-server" and not native:
             continue
-        spies.append(subprocess.Popen(
-            ["py-spy", "record", "--pid", str(pid), "-d", str(seconds), "-r", "50", "-f", "raw",
-             "-o", str(outdir / f"{label}.txt")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        cmd = (["perf", "record", "-F", "499", "-g", "-p", str(pid), "-o", str(outdir / f"{label}.data"),
+                "--", "sleep", str(seconds)] if native else
+               ["py-spy", "record", "--pid", str(pid), "-d", str(seconds), "-r", "50", "-f", "raw",
+                "-o", str(outdir / f"{label}.txt")])
+        spies.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     return spies
 
 
@@ -344,6 +348,12 @@ def run_ferry(work: Path, payload: bytes, n: int, workers: int, timeout: float,
         res.cpu_s = {label: cpu1[label] - cpu0[label] for label in pids}
         for label, pid in sorted(pids.items()):
             res.rss_kb[label] = vm_hwm_kb(pid)
+        page = client.get("/metrics").text
+        inserts, busy = (sum(float(line.rpartition(" ")[2]) for line in page.splitlines()
+                             if line.startswith(f'ferry_store_insert_seconds_{k}{{table="otel_logs"'))
+                         for k in ("count", "sum"))
+        res.notes.append(f"store inserts: {inserts:.0f} x {stored / max(inserts, 1):,.0f} rows, "
+                         f"{busy / max(inserts, 1) * 1000:.0f} ms each")
         # Queryable, not just counted: sampled seq tokens are each found exactly once (not timed).
         tv = time.monotonic()
         for i in random.Random(1).sample(range(n), min(SAMPLES, n)):

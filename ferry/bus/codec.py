@@ -1,13 +1,13 @@
 """A bus message is one Arrow IPC stream (LZ4-compressed) plus headers naming what it holds.
 
 Headers: Nats-Msg-Id (batch id, deduped by the stream), Ferry-Tenant, Ferry-Signal, Ferry-Table,
-Ferry-Source, Ferry-Schema, Ferry-Rows.
+Ferry-Source, Ferry-Schema, Ferry-Rows. Rows bound for the store carry the batch id in BatchId.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -22,19 +22,65 @@ def new_batch_id() -> str:
     return uuid.uuid4().hex
 
 
-@dataclass
 class Batch:
-    """One batch of rows bound for one store table (or raw lines bound for a parser)."""
+    """One batch of rows bound for one store table (or raw lines bound for a parser).
 
-    table: pa.Table
-    signal: str  # logs | traces | metrics
-    target: str  # store table name, or "raw_lines"
-    source: str  # otlp | syslog | ...
-    tenant: str = "default"
-    batch_id: str = field(default_factory=new_batch_id)
-    # True when this batch may already have been processed once (a redelivery or a spool resubmit);
-    # the writer then also checks the data table itself, not just the batch ledger.
-    redelivered: bool = False
+    Built from a table, or from a bus message whose payload is decoded only when `table` is first
+    read: the writer passes payloads to the store undecoded (see splice), which saves the store a
+    decode and re-encode of every row.
+    """
+
+    __slots__ = (
+        "_table", "_payload", "_rows", "signal", "target", "source", "tenant", "batch_id", "redelivered", "published",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        table: pa.Table | None,
+        signal: str,  # logs | traces | metrics
+        target: str,  # store table name, or "raw_lines"
+        source: str,  # otlp | syslog | ...
+        tenant: str = "default",
+        batch_id: str | None = None,
+        # True when this batch may already have been processed once (a redelivery or a spool
+        # resubmit); the writer then also checks the data table itself, not just the batch ledger.
+        redelivered: bool = False,
+        *,
+        payload: bytes | None = None,
+        rows: int | None = None,
+        published: float | None = None,  # when the bus stored it (epoch seconds), if it came from one
+    ) -> None:
+        if table is None and payload is None:
+            raise ValueError("a Batch needs a table or a payload")
+        self._table = table
+        self._payload = payload
+        self._rows = table.num_rows if table is not None else rows
+        self.signal = signal
+        self.target = target
+        self.source = source
+        self.tenant = tenant
+        self.batch_id = batch_id or new_batch_id()
+        self.redelivered = redelivered
+        self.published = published
+
+    @property
+    def table(self) -> pa.Table:
+        if self._table is None:
+            assert self._payload is not None
+            self._table = decode(self._payload)
+            self._rows = self._table.num_rows
+        return self._table
+
+    @property
+    def num_rows(self) -> int:
+        return self._rows if self._rows is not None else self.table.num_rows
+
+    def payload(self) -> bytes:
+        """The batch as one LZ4 Arrow IPC stream, its BatchId column (if the table has one) holding
+        the batch id, so that whoever stores the rows can do so without decoding them."""
+        if self._payload is None:
+            self._payload = encode(stamp(self.table, self.batch_id))
+        return self._payload
 
     def headers(self) -> dict[str, str]:
         return {
@@ -44,8 +90,16 @@ class Batch:
             "Ferry-Table": self.target,
             "Ferry-Source": self.source,
             "Ferry-Schema": SCHEMA_VERSION,
-            "Ferry-Rows": str(self.table.num_rows),
+            "Ferry-Rows": str(self.num_rows),
         }
+
+
+def stamp(table: pa.Table, batch_id: str) -> pa.Table:
+    """`table` with every row's BatchId set to `batch_id` (unchanged if it has no such column)."""
+    idx = table.schema.get_field_index("BatchId")
+    if idx < 0:
+        return table
+    return table.set_column(idx, table.schema.field(idx), pa.repeat(pa.scalar(batch_id, pa.string()), table.num_rows))
 
 
 def encode(table: pa.Table, compress: bool = True) -> bytes:
@@ -62,14 +116,49 @@ def decode(payload: bytes) -> pa.Table:
         return reader.read_all()
 
 
-def from_message(data: bytes, headers: dict[str, Any] | None, redelivered: bool = False) -> Batch:
+_EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+
+
+def splice(payloads: Sequence[bytes]) -> list[bytes]:
+    """Join IPC streams into as few as possible without decoding a row: one stream per distinct
+    schema, holding the schema once and every record batch message (still LZ4) of its inputs."""
+    streams: dict[bytes, list[memoryview]] = {}
+    for p in payloads:
+        view = memoryview(p)
+        source = pa.BufferReader(pa.py_buffer(p))
+        schema = pa.ipc.read_message(source)
+        start = source.tell()
+        pieces = streams.get(schema.metadata.to_pybytes())
+        if pieces is None:
+            pieces = streams[schema.metadata.to_pybytes()] = [view[:start]]
+        # The record batch messages are copied as they are: their bodies stay compressed.
+        while source.tell() < len(p):
+            at = source.tell()
+            try:
+                pa.ipc.read_message(source)
+            except EOFError:  # the end-of-stream marker
+                break
+            pieces.append(view[at : source.tell()])
+    return [b"".join([*pieces, _EOS]) for pieces in streams.values()]
+
+
+def from_message(
+    data: bytes, headers: dict[str, Any] | None, redelivered: bool = False, published: float | None = None
+) -> Batch:
+    """A Batch over a bus message, decoded lazily. Messages of an older schema version were
+    published without stamped batch ids, so they are decoded and stamped again when sent on."""
     h = headers or {}
+    current = h.get("Ferry-Schema") == SCHEMA_VERSION
+    rows = h.get("Ferry-Rows")
     return Batch(
+        None if current else decode(data),
         redelivered=redelivered,
-        table=decode(data),
         signal=h.get("Ferry-Signal", ""),
         target=h.get("Ferry-Table", ""),
         source=h.get("Ferry-Source", ""),
         tenant=h.get("Ferry-Tenant", "default"),
         batch_id=h.get("Nats-Msg-Id", ""),
+        payload=data if current else None,
+        rows=int(rows) if current and rows and rows.isdigit() else None,
+        published=published,
     )

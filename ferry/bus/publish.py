@@ -23,7 +23,7 @@ _FULL_CODES = {10077, 10047, 10028}
 
 async def publish(js: JetStreamContext, topic: str, batch: codec.Batch, *, timeout: float = 10.0) -> None:
     t = TOPICS[topic]
-    payload = codec.encode(batch.table)
+    payload = batch.payload()
     headers = batch.headers()
     last: Exception | None = None
     for attempt in range(3):

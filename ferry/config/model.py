@@ -76,6 +76,9 @@ class StoreConfig(_Section):
 class WriterConfig(_Section):
     max_rows: int = Field(100_000, description="Rows per store insert.")
     max_wait_s: float = Field(1.0, description="Longest a batch waits before an insert.")
+    drained_wait_s: float = Field(
+        0.3, description="Once nothing more is waiting on the bus, insert after this long instead of max_wait_s."
+    )
     retries: int = Field(4, description="Insert attempts before a batch is spooled to disk.")
     backoff_s: float = Field(0.25, description="First retry delay; doubles each attempt.")
     spool_retry_s: float = Field(5.0, description="How often the spool worker tries to resubmit.")

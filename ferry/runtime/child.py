@@ -29,6 +29,11 @@ def main() -> None:
     from ferry.telemetry import metrics
 
     metrics.declare(role)
+    # pyarrow imports pandas (~0.5 s of CPU) the first time it converts a Python object: pay that
+    # before the role reports ready, not on the clock of its first batch.
+    import pyarrow as pa
+
+    pa.scalar("")
 
     async def main_async() -> None:
         task = asyncio.create_task(ROLES[role](cfg))

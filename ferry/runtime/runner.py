@@ -73,7 +73,8 @@ class StageRunner:
         policy = self.stage.fetch
         msgs: list[Msg] = []
         rows = 0
-        deadline = time.monotonic() + policy.max_wait_s
+        started = time.monotonic()
+        deadline = started + policy.max_wait_s
         first_wait = 1.0
         while len(msgs) < policy.max_msgs and rows < policy.max_rows and not self._stopping.is_set():
             remaining = deadline - time.monotonic() if msgs else first_wait
@@ -96,6 +97,13 @@ class StageRunner:
                 self._rows_per_msg += (n - self._rows_per_msg) / 16
                 self._bytes_per_msg += (len(m.data) - self._bytes_per_msg) / 16
             if msgs and not got:
+                break
+            if (
+                policy.drained_wait_s is not None
+                and got
+                and got[-1].metadata.num_pending == 0
+                and time.monotonic() - started >= policy.drained_wait_s
+            ):
                 break
         return msgs
 
@@ -156,7 +164,8 @@ class StageRunner:
         batches, good = [], []
         for m in msgs:
             try:
-                batches.append(codec.from_message(m.data, m.headers, m.metadata.num_delivered > 1))
+                meta = m.metadata
+                batches.append(codec.from_message(m.data, m.headers, meta.num_delivered > 1, meta.timestamp.timestamp()))
                 good.append(m)
             except Exception as e:
                 self._quarantine(topic, m, f"undecodable batch: {e!r}")

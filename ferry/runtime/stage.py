@@ -24,6 +24,10 @@ class FetchPolicy:
     max_msgs: int = 64
     max_rows: int = 100_000
     max_wait_s: float = 0.05
+    # Stop gathering sooner once the topic has nothing more waiting and this long has passed:
+    # a burst's last rows then go out without waiting the full max_wait_s, while under steady
+    # load a call still gathers at least this long.
+    drained_wait_s: float | None = None
 
 
 class Stage(Protocol):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+# 2: rows bound for the store carry their batch id in BatchId when published.
+SCHEMA_VERSION = "2"
 
 TS = pa.timestamp("ns", tz="UTC")
 STR = pa.string()

@@ -96,16 +96,20 @@ class ChdbStore:
 
     # --- writes ------------------------------------------------------------------------------
     def insert(self, table: str, rows: pa.Table) -> None:
+        self.insert_streams(table, [codec.encode(rows, compress=False)])
+
+    def insert_streams(self, table: str, streams: Sequence[bytes]) -> None:
+        """Insert Arrow IPC streams (plain or LZ4) into `table`, one INSERT per stream."""
         if _faulty():
             raise RetryableError("store unavailable (injected fault)")
-        payload = codec.encode(rows, compress=False)
         sql = f"INSERT INTO {table}"
         if self.defer_indexes and table in ddl.DEFERRED_INDEXES:
             sql += f" SETTINGS exclude_materialize_skip_indexes_on_insert = {quote(','.join(ddl.DEFERRED_INDEXES[table]))}"
         try:
-            with self.conn().send_insert(sql, "ArrowStream") as ins:  # type: ignore[attr-defined]
-                ins.append(payload)
-                ins.finish()
+            for stream in streams:
+                with self.conn().send_insert(sql, "ArrowStream") as ins:  # type: ignore[attr-defined]
+                    ins.append(stream)
+                    ins.finish()
         except Exception as e:
             raise RetryableError(f"insert into {table} failed: {e}") from e
 
@@ -123,27 +127,24 @@ class ChdbStore:
         doubtful = [b for b in batches if (verify or b.redelivered) and b.batch_id not in present]
         if doubtful:
             present.update(self._in_table(table, doubtful))
-        fresh: list[pa.Table] = []
+        fresh: list[codec.Batch] = []
         skipped = 0
         for b in batches:
             have = present.get(b.batch_id, 0)
-            if have and have >= b.table.num_rows:
+            if have and have >= b.num_rows:
                 skipped += 1
                 continue
             if have:
-                log.warning("batch %s is partly in %s (%d/%d rows); rewriting it", b.batch_id, table, have, b.table.num_rows)
+                log.warning("batch %s is partly in %s (%d/%d rows); rewriting it", b.batch_id, table, have, b.num_rows)
                 bid = quote(b.batch_id)
                 self.conn().query(f"DELETE FROM {table} WHERE BatchId = {bid}")  # type: ignore[attr-defined]
                 self.conn().query(f"DELETE FROM ferry_batches WHERE TableName = {quote(table)} AND BatchId = {bid}")  # type: ignore[attr-defined]
-            t = b.table
-            idx = t.schema.get_field_index("BatchId")
-            ids = pa.array([b.batch_id] * t.num_rows, pa.string())
-            fresh.append(t.set_column(idx, "BatchId", ids) if idx >= 0 else t.append_column("BatchId", ids))
+            fresh.append(b)
         if not fresh:
             return 0, skipped
-        rows = pa.concat_tables(fresh, promote_options="none")
-        self.insert(table, rows)
-        return rows.num_rows, skipped
+        # Payloads go in as the bus carried them (LZ4, batch ids stamped): no row is decoded here.
+        self.insert_streams(table, codec.splice([b.payload() for b in fresh]))
+        return sum(b.num_rows for b in fresh), skipped
 
     def _in_ledger(self, table: str, ids: list[str]) -> dict[str, int]:
         ids = [i for i in ids if i]
@@ -159,7 +160,7 @@ class ChdbStore:
         ids = [b.batch_id for b in batches if b.batch_id]
         if not ids:
             return {}
-        lows = [pc.min(b.table.column("IngestTime")).value for b in batches if b.table.num_rows]
+        lows = [pc.min(b.table.column("IngestTime")).value for b in batches if b.num_rows]
         lows = [v for v in lows if v is not None]
         since = f" AND IngestTime >= fromUnixTimestamp64Nano({min(lows)})" if lows else ""
         sql = (

@@ -31,10 +31,9 @@ class Spool:
     def put(self, table: str, batch: codec.Batch) -> None:
         d = self.root / table
         d.mkdir(parents=True, exist_ok=True)
-        meta = orjson.dumps(
-            {"signal": batch.signal, "source": batch.source, "tenant": batch.tenant, "batch_id": batch.batch_id}
-        )
-        data = codec.encode(batch.table)
+        # The meta is the batch's bus headers, so a spooled batch reads back like a bus message.
+        meta = orjson.dumps(batch.headers())
+        data = batch.payload()
         tmp = d / f".{batch.batch_id}.tmp"
         with open(tmp, "wb") as f:
             f.write(len(meta).to_bytes(4, "big") + meta + data)
@@ -60,9 +59,11 @@ class Spool:
         raw = path.read_bytes()
         n = int.from_bytes(raw[:4], "big")
         meta = orjson.loads(raw[4 : 4 + n])
-        return codec.Batch(
-            codec.decode(raw[4 + n :]), meta["signal"], table, meta["source"], meta["tenant"], meta["batch_id"], True
-        )
+        if "Nats-Msg-Id" not in meta:  # spooled by ferry before its meta held the bus headers
+            meta = {"Ferry-Signal": meta["signal"], "Ferry-Source": meta["source"], "Ferry-Tenant": meta["tenant"],
+                    "Nats-Msg-Id": meta["batch_id"]}
+        meta["Ferry-Table"] = table
+        return codec.from_message(raw[4 + n :], meta, redelivered=True)
 
 
 async def resubmit_forever(spool: Spool, store: ChdbStore, every_s: float, writer_idle: Callable[[], bool]) -> None:

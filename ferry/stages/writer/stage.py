@@ -22,7 +22,8 @@ from ferry.telemetry import metrics
 
 log = logging.getLogger("ferry.writer")
 
-_VERIFY_AFTER_START_S = 120.0
+# How far the bus's clock may be ahead of ours: the same clock when embedded, NTP-close otherwise.
+_CLOCK_SLACK_S = 2.0
 
 
 class WriterStage:
@@ -32,12 +33,19 @@ class WriterStage:
         self.cfg = cfg
         self.store = store
         self.spool = spool
-        self.fetch = FetchPolicy(max_msgs=2000, max_rows=cfg.max_rows, max_wait_s=cfg.max_wait_s)
-        self.started = time.monotonic()
+        self.fetch = FetchPolicy(
+            max_msgs=2000, max_rows=cfg.max_rows, max_wait_s=cfg.max_wait_s, drained_wait_s=cfg.drained_wait_s
+        )
+        self.started = time.time()
 
     async def process(self, topic: str, batches: list[codec.Batch]) -> list[Output]:
         by_table: dict[str, list[codec.Batch]] = defaultdict(list)
         for b in batches:
+            # A batch the bus held before this writer started may have been written by the one
+            # before it, and a nats-server killed with it can forget the delivery count that
+            # would say so: such batches are checked in the data table, not only the ledger.
+            if b.published is None or b.published < self.started + _CLOCK_SLACK_S:
+                b.redelivered = True
             by_table[b.target].append(b)
         for table, group in by_table.items():
             await self._write(table, group)
@@ -48,12 +56,12 @@ class WriterStage:
         for attempt in range(1, self.cfg.retries + 1):
             t0 = time.perf_counter()
             try:
-                # Just after a (re)start the bus may lack delivery counts from before a crash:
-                # check every batch against the data table too, not only the ledger.
-                verify = time.monotonic() - self.started < _VERIFY_AFTER_START_S
-                rows, skipped = await asyncio.to_thread(self.store.write_batches, table, group, verify=verify)
+                rows, skipped = await asyncio.to_thread(self.store.write_batches, table, group)
             except RetryableError as e:
                 metrics.retried.labels("writer", "store_unavailable").inc()
+                # A failed insert may have stored the rows but not their ledger entry.
+                for b in group:
+                    b.redelivered = True
                 log.warning("insert into %s failed (attempt %d/%d): %s", table, attempt, self.cfg.retries, e)
                 if attempt < self.cfg.retries:
                     await asyncio.sleep(delay)
