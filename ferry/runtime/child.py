@@ -7,6 +7,7 @@ The supervisor passes the validated config as JSON in FERRY_CONFIG_JSON; the chi
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -41,6 +42,9 @@ def main() -> None:
         while not task.done():
             await asyncio.sleep(0.1)
             if not ready.exists() and _serving(role):
+                # Everything alive now (modules, config, warm-up) lives as long as the process:
+                # taken out of the collector's view, each collection walks only the new objects.
+                gc.freeze()
                 ready.write_text(str(os.getpid()))
         await task
 

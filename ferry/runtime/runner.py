@@ -75,9 +75,13 @@ class StageRunner:
         rows = 0
         started = time.monotonic()
         deadline = started + policy.max_wait_s
+        # Once the topic has nothing more waiting, the call goes out drained_wait_s after the
+        # gather began instead: a fetch asking for more than is there blocks until its timeout.
+        drained_deadline = started + (policy.drained_wait_s if policy.drained_wait_s is not None else policy.max_wait_s)
+        drained = False
         first_wait = 1.0
         while len(msgs) < policy.max_msgs and rows < policy.max_rows and not self._stopping.is_set():
-            remaining = deadline - time.monotonic() if msgs else first_wait
+            remaining = (min(deadline, drained_deadline) if drained else deadline) - time.monotonic() if msgs else first_wait
             if remaining <= 0:
                 break
             try:
@@ -98,13 +102,8 @@ class StageRunner:
                 self._bytes_per_msg += (len(m.data) - self._bytes_per_msg) / 16
             if msgs and not got:
                 break
-            if (
-                policy.drained_wait_s is not None
-                and got
-                and got[-1].metadata.num_pending == 0
-                and time.monotonic() - started >= policy.drained_wait_s
-            ):
-                break
+            if got:
+                drained = got[-1].metadata.num_pending == 0
         return msgs
 
     async def _loop(self, topic: Topic, sub: object) -> None:

@@ -72,6 +72,27 @@ class ChdbStore:
     def setup(self, retention: RetentionConfig) -> None:
         for stmt in ddl.all_statements(retention.logs_days, retention.traces_days, retention.metrics_days):
             self.conn().query(stmt)  # type: ignore[attr-defined]
+        self._redefine_changed_indexes()
+
+    def _redefine_changed_indexes(self) -> None:
+        """CREATE TABLE IF NOT EXISTS leaves an older store's index definitions as they were; an
+        index whose expression changed is replaced, and rebuilt in the background (until then a
+        search scans, with the same results)."""
+        for table, indexes in ddl.EVOLVING_INDEXES.items():
+            have = {
+                str(r["name"]): str(r["expr"])
+                for r in self.query_rows(
+                    "SELECT name, expr FROM system.data_skipping_indices "
+                    f"WHERE database = currentDatabase() AND table = {quote(table)}"
+                )
+            }
+            for name, (expr, kind) in indexes.items():
+                if have.get(name) == expr:
+                    continue
+                log.warning("redefining index %s.%s for this version of ferry; it is rebuilt in the background", table, name)
+                drop = f"DROP INDEX IF EXISTS {name}, " if name in have else ""
+                self.conn().query(f"ALTER TABLE {table} {drop}ADD INDEX {name} {expr} TYPE {kind}")  # type: ignore[attr-defined]
+                self.conn().query(f"ALTER TABLE {table} MATERIALIZE INDEX {name} SETTINGS mutations_sync = 0")  # type: ignore[attr-defined]
 
     def close(self) -> None:
         with self._lock:

@@ -90,3 +90,52 @@ def test_write_batches_is_exactly_once(tmp_path: Path) -> None:
     assert got["ledger_lost_redelivered"] == (0, 1)
     assert got["partial"] == (3, 0)
     assert got["bodies"] == ["a1", "a2", "b1", "c1", "c2", "c3"]
+
+
+_OLD_BODY_INDEX = (
+    "lower(replaceRegexpAll(replaceRegexpAll(replaceRegexpAll(Body, '([a-z])([A-Z])', '\\\\1 \\\\2'), "
+    "'([A-Za-z])([0-9])', '\\\\1 \\\\2'), '([0-9])([A-Za-z])', '\\\\1 \\\\2'))"
+)
+
+
+def _store_of_older_ferry(path: str) -> None:
+    from ferry.config.model import RetentionConfig
+    from ferry.store.chdb_store import ChdbStore
+
+    s = ChdbStore(Path(path))
+    s.setup(RetentionConfig())
+    s.conn().query(  # type: ignore[attr-defined]
+        f"ALTER TABLE otel_logs DROP INDEX idx_body, ADD INDEX idx_body {_OLD_BODY_INDEX} TYPE text(tokenizer = splitByNonAlpha)"
+    )
+    s.insert("otel_logs", _logs(["camera PowerShot SD500 ready", "nothing to see"], time.time_ns()))
+    s.close()
+
+
+def _reopen_and_search(path: str) -> dict[str, Any]:
+    from ferry.config.model import RetentionConfig
+    from ferry.store import ddl
+    from ferry.store.chdb_store import ChdbStore
+
+    s = ChdbStore(Path(path))
+    s.setup(RetentionConfig())
+    expr = s.query_rows("SELECT expr FROM system.data_skipping_indices WHERE table = 'otel_logs' AND name = 'idx_body'")
+    deadline = time.monotonic() + 60
+    while s.query_rows("SELECT count() AS n FROM system.mutations WHERE NOT is_done")[0]["n"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    # force_data_skipping_indices fails the query unless the index is used.
+    rows = s.query_rows(
+        f"SELECT Body FROM otel_logs WHERE hasAllTokens({ddl.BODY_TOKENS}, ['power']) "
+        "SETTINGS force_data_skipping_indices = 'idx_body'"
+    )
+    s.close()
+    return {"expr": expr[0]["expr"], "want": ddl.BODY_TOKENS, "bodies": [r["Body"] for r in rows]}
+
+
+def test_a_store_from_an_older_ferry_gets_the_current_search_index(tmp_path: Path) -> None:
+    """Opening a store whose full-text index was defined by an older ferry redefines and rebuilds
+    it, so word searches keep using an index instead of scanning every row."""
+    path = str(tmp_path / "store")
+    _in_child(_store_of_older_ferry, path)
+    got = _in_child(_reopen_and_search, path)
+    assert got["expr"] == got["want"]
+    assert got["bodies"] == ["camera PowerShot SD500 ready"]

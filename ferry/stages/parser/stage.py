@@ -51,7 +51,8 @@ class ParserStage:
         tenants = sorted({b.tenant for b in raws})
         for tenant in tenants:
             group = [b for b in raws if b.tenant == tenant]
-            table = self._parse_syslog(pa.concat_tables([b.table for b in group]), tenant=tenant)
+            # One chunk per column: polars runs each expression per chunk (measured ~5% slower on 32).
+            table = self._parse_syslog(pa.concat_tables([b.table for b in group]).combine_chunks(), tenant=tenant)
             offset = 0
             for b in group:
                 out[b.batch_id] = table.slice(offset, b.table.num_rows)
