@@ -17,12 +17,17 @@ _BOUNDARIES = ("([a-z])([A-Z])", "([A-Za-z])([0-9])", "([0-9])([A-Za-z])")
 _ANY_BOUNDARY = "[a-z][A-Z]|[A-Za-z][0-9]|[0-9][A-Za-z]"
 
 
-def normalised(column: str) -> str:
-    """SQL expression the full-text index is built on; queries must search this exact expression."""
+def split_boundaries(column: str) -> str:
+    """SQL expression: `column` with a space put in at every boundary (the three passes)."""
     expr = column
     for pattern in _BOUNDARIES:
         expr = f"replaceRegexpAll({expr}, '{pattern}', '\\\\1 \\\\2')"
-    return f"lower(if(match({column}, '{_ANY_BOUNDARY}'), {expr}, {column}))"
+    return expr
+
+
+def normalised(column: str) -> str:
+    """SQL expression the full-text index is built on; queries must search this exact expression."""
+    return f"lower(if(match({column}, '{_ANY_BOUNDARY}'), {split_boundaries(column)}, {column}))"
 
 
 BODY_TOKENS = normalised("Body")

@@ -1,5 +1,6 @@
 """The stage runtime against a real nats-server: a backlog of large batches drains in fetches of
-about the stage's row budget, each batch delivered once, with no slow-consumer stall."""
+about the stage's row budget, each batch delivered once, with no slow-consumer stall; a short burst
+reaches the stage once the topic is drained, without waiting out max_wait_s."""
 
 from __future__ import annotations
 
@@ -81,3 +82,49 @@ def test_backlog_of_large_batches_drains_without_stall(tmp_path: Path) -> None:
     assert max(sum(b.table.num_rows for b in call) for call in stage.calls) <= stage.fetch.max_rows + ROWS
     log = (tmp_path / "bus" / "nats.log").read_text()
     assert "Slow Consumer" not in log
+
+
+class Patient(Recorder):
+    """A stage that would wait 20 s to fill its row budget, but not once the topic is empty."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fetch = FetchPolicy(max_msgs=2000, max_rows=1_000_000, max_wait_s=20.0, drained_wait_s=0.3)
+        self.seen_at: list[float] = []
+
+    async def process(self, topic: str, batches: list[codec.Batch]) -> list[Output]:
+        self.seen_at.append(time.monotonic())
+        return await super().process(topic, batches)
+
+
+async def _burst(tmp: Path) -> tuple[Patient, float, float]:
+    cfg = BusConfig(port=free_port(), monitor_port=free_port(), max_payload=8 * 1024**2)
+    server = NatsServer(cfg, tmp)
+    server.start()
+    try:
+        nc = await connect(server.url, "test")
+        js = nc.jetstream()
+        await declare(js, cfg)
+        stage = Patient()
+        runner = StageRunner(stage, js, tmp)
+        await runner.start()
+        await asyncio.sleep(0.5)
+        t0 = time.monotonic()
+        for i in range(3):  # a short burst, far below the row budget
+            await publish(js, LOGGING, codec.Batch(pa.table({"Body": ["x"] * 10}), "logs", "otel_logs", "t", batch_id=f"s{i}"))
+        while sum(len(c) for c in stage.calls) < 3 and time.monotonic() - t0 < 30:
+            await asyncio.sleep(0.05)
+        last = time.monotonic() - t0
+        await runner.stop()
+        await nc.close()
+        return stage, t0, last
+    finally:
+        server.stop()
+
+
+def test_the_end_of_a_burst_goes_out_once_the_topic_is_drained(tmp_path: Path) -> None:
+    """With a row budget the burst never fills, the stage gets the burst as soon as the topic has
+    nothing more waiting (drained_wait_s), not after max_wait_s (what a lull used to cost)."""
+    stage, _, last = asyncio.run(_burst(tmp_path))
+    assert sorted(b.batch_id for call in stage.calls for b in call) == ["s0", "s1", "s2"]
+    assert last < 5.0, f"the burst reached the stage after {last:.1f}s (max_wait_s is 20 s)"
