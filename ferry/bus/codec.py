@@ -119,26 +119,39 @@ def decode(payload: bytes) -> pa.Table:
 _EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 
 
+def _frames(payload: bytes) -> tuple[bytes, int, list[tuple[int, int]]]:
+    """Walk an IPC stream's framing without decompressing anything: (schema metadata, end of the
+    schema message, [(start, end) of each record batch message]). Raises ValueError if malformed."""
+    source = pa.BufferReader(pa.py_buffer(payload))
+    try:
+        schema = pa.ipc.read_message(source)
+        if schema.type != "schema":
+            raise ValueError(f"an IPC stream starts with a schema message, not {schema.type}")
+        schema_end = source.tell()
+        batches = []
+        while source.tell() < len(payload):
+            at = source.tell()
+            try:
+                message = pa.ipc.read_message(source)
+            except EOFError:  # the end-of-stream marker
+                break
+            if message.type != "record batch":
+                raise ValueError(f"unexpected {message.type} message in a batch")
+            batches.append((at, source.tell()))
+    except (pa.ArrowInvalid, OSError, EOFError) as e:
+        raise ValueError(f"not an Arrow IPC stream: {e}") from e
+    return schema.metadata.to_pybytes(), schema_end, batches
+
+
 def splice(payloads: Sequence[bytes]) -> list[bytes]:
     """Join IPC streams into as few as possible without decoding a row: one stream per distinct
     schema, holding the schema once and every record batch message (still LZ4) of its inputs."""
     streams: dict[bytes, list[memoryview]] = {}
     for p in payloads:
         view = memoryview(p)
-        source = pa.BufferReader(pa.py_buffer(p))
-        schema = pa.ipc.read_message(source)
-        start = source.tell()
-        pieces = streams.get(schema.metadata.to_pybytes())
-        if pieces is None:
-            pieces = streams[schema.metadata.to_pybytes()] = [view[:start]]
-        # The record batch messages are copied as they are: their bodies stay compressed.
-        while source.tell() < len(p):
-            at = source.tell()
-            try:
-                pa.ipc.read_message(source)
-            except EOFError:  # the end-of-stream marker
-                break
-            pieces.append(view[at : source.tell()])
+        schema, schema_end, batches = _frames(p)
+        pieces = streams.setdefault(schema, [view[:schema_end]])
+        pieces.extend(view[start:end] for start, end in batches)
     return [b"".join([*pieces, _EOS]) for pieces in streams.values()]
 
 
@@ -149,6 +162,8 @@ def from_message(
     published without stamped batch ids, so they are decoded and stamped again when sent on."""
     h = headers or {}
     current = h.get("Ferry-Schema") == SCHEMA_VERSION
+    if current:
+        _frames(data)  # a malformed message fails here, where it can be set aside on its own
     rows = h.get("Ferry-Rows")
     return Batch(
         None if current else decode(data),

@@ -81,7 +81,8 @@ class StageRunner:
         drained = False
         first_wait = 1.0
         while len(msgs) < policy.max_msgs and rows < policy.max_rows and not self._stopping.is_set():
-            remaining = (min(deadline, drained_deadline) if drained else deadline) - time.monotonic() if msgs else first_wait
+            early = drained and rows >= policy.drained_min_rows
+            remaining = (min(deadline, drained_deadline) if early else deadline) - time.monotonic() if msgs else first_wait
             if remaining <= 0:
                 break
             try:

@@ -24,10 +24,12 @@ class FetchPolicy:
     max_msgs: int = 64
     max_rows: int = 100_000
     max_wait_s: float = 0.05
-    # Stop gathering sooner once the topic has nothing more waiting and this long has passed:
-    # a burst's last rows then go out without waiting the full max_wait_s, while under steady
-    # load a call still gathers at least this long.
+    # Stop gathering sooner once the topic has nothing more waiting, this long has passed and at
+    # least drained_min_rows are in hand: a burst's last rows then go out without waiting the full
+    # max_wait_s, while a trickle still gathers for max_wait_s (for the writer: one insert, not
+    # several small ones, per max_wait_s).
     drained_wait_s: float | None = None
+    drained_min_rows: int = 0
 
 
 class Stage(Protocol):

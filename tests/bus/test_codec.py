@@ -4,6 +4,7 @@ insertable stream holding exactly their rows, without decoding them."""
 from __future__ import annotations
 
 import pyarrow as pa
+import pytest
 
 from ferry.bus import codec
 
@@ -38,3 +39,11 @@ def test_a_message_from_an_older_ferry_is_decoded_and_stamped_again() -> None:
     old = codec.encode(pa.table({"Body": ["a"], "BatchId": [""]}))
     b = codec.from_message(old, {"Nats-Msg-Id": "OLD", "Ferry-Schema": "1", "Ferry-Table": "otel_logs"})
     assert codec.decode(b.payload()).column("BatchId").to_pylist() == ["OLD"]
+
+
+def test_a_malformed_message_is_refused_when_read_off_the_bus() -> None:
+    """The runner sets such a message aside (quarantine) instead of letting it fail a whole insert."""
+    good = _batch(["a"], "B1")
+    for bad in (b"garbage that is not arrow", good.payload()[: len(good.payload()) // 2]):
+        with pytest.raises(ValueError):
+            codec.from_message(bad, good.headers())

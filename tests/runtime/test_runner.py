@@ -15,7 +15,7 @@ from ferry.bus import codec
 from ferry.bus.client import connect, declare
 from ferry.bus.publish import publish
 from ferry.bus.server import NatsServer
-from ferry.bus.topics import LOGGING, PARSER
+from ferry.bus.topics import LOGGING, PARSER, TOPICS
 from ferry.config.model import BusConfig
 from ferry.runtime.runner import StageRunner
 from ferry.runtime.stage import FetchPolicy, Output
@@ -85,11 +85,14 @@ def test_backlog_of_large_batches_drains_without_stall(tmp_path: Path) -> None:
 
 
 class Patient(Recorder):
-    """A stage that would wait 20 s to fill its row budget, but not once the topic is empty."""
+    """A stage that would wait max_wait_s to fill its row budget, but not once the topic is empty
+    and drained_min_rows are in hand."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_wait_s: float = 20.0, drained_min_rows: int = 25) -> None:
         super().__init__()
-        self.fetch = FetchPolicy(max_msgs=2000, max_rows=1_000_000, max_wait_s=20.0, drained_wait_s=0.3)
+        self.fetch = FetchPolicy(
+            max_msgs=2000, max_rows=1_000_000, max_wait_s=max_wait_s, drained_wait_s=0.3, drained_min_rows=drained_min_rows
+        )
         self.seen_at: list[float] = []
 
     async def process(self, topic: str, batches: list[codec.Batch]) -> list[Output]:
@@ -97,7 +100,7 @@ class Patient(Recorder):
         return await super().process(topic, batches)
 
 
-async def _burst(tmp: Path) -> tuple[Patient, float, float]:
+async def _burst(tmp: Path, stage: Patient) -> tuple[Patient, float, float]:
     cfg = BusConfig(port=free_port(), monitor_port=free_port(), max_payload=8 * 1024**2)
     server = NatsServer(cfg, tmp)
     server.start()
@@ -105,13 +108,13 @@ async def _burst(tmp: Path) -> tuple[Patient, float, float]:
         nc = await connect(server.url, "test")
         js = nc.jetstream()
         await declare(js, cfg)
-        stage = Patient()
         runner = StageRunner(stage, js, tmp)
         await runner.start()
         await asyncio.sleep(0.5)
         t0 = time.monotonic()
         for i in range(3):  # a short burst, far below the row budget
             await publish(js, LOGGING, codec.Batch(pa.table({"Body": ["x"] * 10}), "logs", "otel_logs", "t", batch_id=f"s{i}"))
+            await asyncio.sleep(0.05)
         while sum(len(c) for c in stage.calls) < 3 and time.monotonic() - t0 < 30:
             await asyncio.sleep(0.05)
         last = time.monotonic() - t0
@@ -125,6 +128,49 @@ async def _burst(tmp: Path) -> tuple[Patient, float, float]:
 def test_the_end_of_a_burst_goes_out_once_the_topic_is_drained(tmp_path: Path) -> None:
     """With a row budget the burst never fills, the stage gets the burst as soon as the topic has
     nothing more waiting (drained_wait_s), not after max_wait_s (what a lull used to cost)."""
-    stage, _, last = asyncio.run(_burst(tmp_path))
+    stage, _, last = asyncio.run(_burst(tmp_path, Patient()))
     assert sorted(b.batch_id for call in stage.calls for b in call) == ["s0", "s1", "s2"]
     assert last < 5.0, f"the burst reached the stage after {last:.1f}s (max_wait_s is 20 s)"
+
+
+def test_a_trickle_is_still_gathered_for_max_wait_s(tmp_path: Path) -> None:
+    """Below drained_min_rows the drained topic does not cut the wait short: a trickle becomes one
+    call per max_wait_s (one store insert), not one per message."""
+    stage, _, last = asyncio.run(_burst(tmp_path, Patient(max_wait_s=2.0, drained_min_rows=1000)))
+    assert [sorted(b.batch_id for b in call) for call in stage.calls] == [["s0", "s1", "s2"]]
+    assert last >= 1.5, f"the trickle went out after {last:.1f}s, before max_wait_s (2 s)"
+
+
+async def _with_a_malformed_message(tmp: Path) -> Recorder:
+    cfg = BusConfig(port=free_port(), monitor_port=free_port(), max_payload=8 * 1024**2)
+    server = NatsServer(cfg, tmp)
+    server.start()
+    try:
+        nc = await connect(server.url, "test")
+        js = nc.jetstream()
+        await declare(js, cfg)
+        good = [codec.Batch(pa.table({"Body": ["x"] * 5}), "logs", "otel_logs", "t", batch_id=f"g{i}") for i in range(2)]
+        await publish(js, LOGGING, good[0])
+        headers = {**good[0].headers(), "Nats-Msg-Id": "bad", "Ferry-Rows": "5"}
+        await js.publish(TOPICS[LOGGING].subject, b"\xff\xff\xff\xff not arrow at all", headers=headers)
+        await publish(js, LOGGING, good[1])
+        stage = Recorder()
+        runner = StageRunner(stage, js, tmp)
+        await runner.start()
+        t0 = time.monotonic()
+        while sum(len(c) for c in stage.calls) < 2 and time.monotonic() - t0 < 20:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        await runner.stop()
+        await nc.close()
+        return stage
+    finally:
+        server.stop()
+
+
+def test_a_malformed_message_is_quarantined_and_the_rest_flow(tmp_path: Path) -> None:
+    stage = asyncio.run(_with_a_malformed_message(tmp_path))
+    assert sorted(b.batch_id for call in stage.calls for b in call) == ["g0", "g1"]
+    kept = tmp_path / "quarantine" / LOGGING
+    assert (kept / "bad.arrows").read_bytes().endswith(b"not arrow at all")
+    assert "not an Arrow IPC stream" in (kept / "bad.why").read_text()

@@ -34,7 +34,11 @@ class WriterStage:
         self.store = store
         self.spool = spool
         self.fetch = FetchPolicy(
-            max_msgs=2000, max_rows=cfg.max_rows, max_wait_s=cfg.max_wait_s, drained_wait_s=cfg.drained_wait_s
+            max_msgs=2000,
+            max_rows=cfg.max_rows,
+            max_wait_s=cfg.max_wait_s,
+            drained_wait_s=cfg.drained_wait_s,
+            drained_min_rows=cfg.max_rows // 10,
         )
         self.started = time.time()
 
