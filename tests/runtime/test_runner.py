@@ -5,11 +5,14 @@ reaches the stage once the topic is drained, without waiting out max_wait_s."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pyarrow as pa
+from nats.js import JetStreamContext
 
 from ferry.bus import codec
 from ferry.bus.client import connect, declare
@@ -47,14 +50,25 @@ def _batch(i: int) -> codec.Batch:
     return codec.Batch(pa.table({"Body": body}), "logs", "otel_logs", "test", batch_id=f"b{i}")
 
 
-async def _scenario(tmp: Path) -> tuple[Recorder, float]:
+@contextlib.asynccontextmanager
+async def _bus(tmp: Path) -> AsyncIterator[JetStreamContext]:
+    """A private nats-server with ferry's topics declared, and a JetStream client on it."""
     cfg = BusConfig(port=free_port(), monitor_port=free_port(), max_payload=8 * 1024**2)
     server = NatsServer(cfg, tmp)
     server.start()
     try:
         nc = await connect(server.url, "test")
-        js = nc.jetstream()
-        await declare(js, cfg)
+        await declare(nc.jetstream(), cfg)
+        try:
+            yield nc.jetstream()
+        finally:
+            await nc.close()
+    finally:
+        server.stop()
+
+
+async def _scenario(tmp: Path) -> tuple[Recorder, float]:
+    async with _bus(tmp) as js:
         for i in range(BATCHES):
             await publish(js, LOGGING, _batch(i))
         stage = Recorder()
@@ -65,10 +79,7 @@ async def _scenario(tmp: Path) -> tuple[Recorder, float]:
             await asyncio.sleep(0.1)
         took = time.monotonic() - t0
         await runner.stop()
-        await nc.close()
         return stage, took
-    finally:
-        server.stop()
 
 
 def test_backlog_of_large_batches_drains_without_stall(tmp_path: Path) -> None:
@@ -101,13 +112,7 @@ class Patient(Recorder):
 
 
 async def _burst(tmp: Path, stage: Patient) -> tuple[Patient, float, float]:
-    cfg = BusConfig(port=free_port(), monitor_port=free_port(), max_payload=8 * 1024**2)
-    server = NatsServer(cfg, tmp)
-    server.start()
-    try:
-        nc = await connect(server.url, "test")
-        js = nc.jetstream()
-        await declare(js, cfg)
+    async with _bus(tmp) as js:
         runner = StageRunner(stage, js, tmp)
         await runner.start()
         await asyncio.sleep(0.5)
@@ -119,10 +124,7 @@ async def _burst(tmp: Path, stage: Patient) -> tuple[Patient, float, float]:
             await asyncio.sleep(0.05)
         last = time.monotonic() - t0
         await runner.stop()
-        await nc.close()
         return stage, t0, last
-    finally:
-        server.stop()
 
 
 def test_the_end_of_a_burst_goes_out_once_the_topic_is_drained(tmp_path: Path) -> None:
@@ -142,13 +144,7 @@ def test_a_trickle_is_still_gathered_for_max_wait_s(tmp_path: Path) -> None:
 
 
 async def _with_a_malformed_message(tmp: Path) -> Recorder:
-    cfg = BusConfig(port=free_port(), monitor_port=free_port(), max_payload=8 * 1024**2)
-    server = NatsServer(cfg, tmp)
-    server.start()
-    try:
-        nc = await connect(server.url, "test")
-        js = nc.jetstream()
-        await declare(js, cfg)
+    async with _bus(tmp) as js:
         good = [codec.Batch(pa.table({"Body": ["x"] * 5}), "logs", "otel_logs", "t", batch_id=f"g{i}") for i in range(2)]
         await publish(js, LOGGING, good[0])
         headers = {**good[0].headers(), "Nats-Msg-Id": "bad", "Ferry-Rows": "5"}
@@ -162,10 +158,7 @@ async def _with_a_malformed_message(tmp: Path) -> Recorder:
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.3)
         await runner.stop()
-        await nc.close()
         return stage
-    finally:
-        server.stop()
 
 
 def test_a_malformed_message_is_quarantined_and_the_rest_flow(tmp_path: Path) -> None:
