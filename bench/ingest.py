@@ -9,16 +9,18 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-import httpx
-import yaml
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ferry.testing import FerryProcess
-from ferry.testing.otlp import logs_request
+import httpx  # noqa: E402
+
+from bench import _overrides as overrides  # noqa: E402
+from ferry.testing import FerryProcess  # noqa: E402
+from ferry.testing.otlp import logs_request  # noqa: E402
 
 WORDS = "payment checkout user order cache db timeout retry refused accepted PaymentService SD500 Wi-Fi".split()
 
@@ -120,22 +122,14 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra ferry config, dotted key (e.g. store.index_after_s=0); repeatable")
     args = ap.parse_args()
-    extra: dict[str, Any] = {}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        *path, last = key.split(".")
-        node = extra
-        for k in path:
-            node = node.setdefault(k, {})
-        node[last] = yaml.safe_load(value)
+    config = overrides.apply(
+        {"parser": {"workers": args.workers}, "receivers": {"workers": args.receivers},
+         "writer": {"max_wait_s": args.insert_wait, **({"max_rows": args.insert_rows} if args.insert_rows else {})}},
+        args.set,
+    )
 
     tmp = Path(tempfile.mkdtemp(prefix="ferry-bench-"))
-    f = FerryProcess(
-        tmp / "data",
-        config={"parser": {"workers": args.workers}, "receivers": {"workers": args.receivers},
-                "writer": {"max_wait_s": args.insert_wait, **({"max_rows": args.insert_rows} if args.insert_rows else {})},
-                **extra},
-    ).start()
+    f = FerryProcess(tmp / "data", config=config).start()
     try:
         pids = _procs_of(f.proc.pid)  # type: ignore[union-attr]
         cpu0 = {p: _cpu_s(p) for p in pids}

@@ -22,10 +22,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ferry.config.model import SyslogConfig, WriterConfig
-from ferry.testing import FerryProcess, free_port
+import httpx  # noqa: E402
+
+from bench import _overrides as overrides  # noqa: E402
+from ferry.config.model import SyslogConfig, WriterConfig  # noqa: E402
+from ferry.testing import FerryProcess, free_port  # noqa: E402
 
 LOGHUB = Path("/work/shared/datasets/loghub")
 SOURCES = [LOGHUB / "Linux" / "Linux_2k.log", LOGHUB / "OpenSSH" / "OpenSSH_2k.log"]
@@ -298,7 +301,7 @@ def _counters(text: str) -> dict[str, float]:
 
 
 def run_ferry(work: Path, payload: bytes, n: int, workers: int, timeout: float,
-              profile: tuple[Path, int] | None) -> Result:
+              profile: tuple[Path, int] | None, settings: list[str]) -> Result:
     res = Result(f"ferry (parser workers={workers})", wire_bytes=len(payload))
     # FerryProcess tunes batch waits down for tests; put back the shipped defaults.
     cfg = {
@@ -306,7 +309,7 @@ def run_ferry(work: Path, payload: bytes, n: int, workers: int, timeout: float,
         "receivers": {"syslog": {"batch_wait_s": SyslogConfig().batch_wait_s}},
         "writer": {"max_wait_s": WriterConfig().max_wait_s},
     }
-    ferry = FerryProcess(work / "data", config=cfg)
+    ferry = FerryProcess(work / "data", config=overrides.apply(cfg, settings))
     sender: mp.process.BaseProcess | None = None
     spies: list[subprocess.Popen[bytes]] = []
     try:
@@ -416,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", metavar="DIR", type=Path,
                     help="py-spy record (raw) ferry's ingest/parser/store during the ferry run into DIR")
     ap.add_argument("--profile-seconds", type=int, default=15)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra ferry config, dotted key (e.g. writer.drained_wait_s=1); repeatable")
     args = ap.parse_args(argv)
     if shutil.which("rsyslogd") is None:
         print("rsyslogd not found", file=sys.stderr)
@@ -436,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rsyslog: {results[0].lines:,} lines in {results[0].seconds:.2f}s", flush=True)
         del lines
         prof = (args.profile, args.profile_seconds) if args.profile else None
-        results.append(run_ferry(tmp / "ferry", payload, n, args.parser_workers, args.timeout, prof))
+        results.append(run_ferry(tmp / "ferry", payload, n, args.parser_workers, args.timeout, prof, args.set))
         print(f"ferry: {results[1].lines:,} lines in {results[1].seconds:.2f}s", flush=True)
         report(results, n, payload)
         print(f"machine: {os.cpu_count()} CPUs, 1-min load average {load0:.2f} before, "
