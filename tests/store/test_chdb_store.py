@@ -139,3 +139,35 @@ def test_a_store_from_an_older_ferry_gets_the_current_search_index(tmp_path: Pat
     got = _in_child(_reopen_and_search, path)
     assert got["expr"] == got["want"]
     assert got["bodies"] == ["camera PowerShot SD500 ready"]
+
+
+def _spooled_by_an_older_ferry(path: str) -> dict[str, Any]:
+    import orjson
+
+    from ferry.bus import codec
+    from ferry.config.model import RetentionConfig
+    from ferry.stages.writer.spool import Spool
+    from ferry.store.chdb_store import ChdbStore
+
+    root = Path(path) / "spool"
+    (root / "otel_logs").mkdir(parents=True)
+    # The first spool format: its own meta keys, rows without their batch id.
+    meta = orjson.dumps({"signal": "logs", "source": "otlp", "tenant": "default", "batch_id": "OLD1"})
+    data = codec.encode(_logs(["spooled before an upgrade"], time.time_ns()))
+    (root / "otel_logs" / "OLD1.spool").write_bytes(len(meta).to_bytes(4, "big") + meta + data)
+    spool = Spool(root)
+    [(table, file)] = spool.files()
+    s = ChdbStore(Path(path) / "store")
+    s.setup(RetentionConfig())
+    first = s.write_batches(table, [Spool.read(table, file)])
+    again = s.write_batches(table, [Spool.read(table, file)])
+    rows = s.query_rows("SELECT Body, BatchId FROM otel_logs")
+    s.close()
+    return {"first": first, "again": again, "rows": rows}
+
+
+def test_a_batch_spooled_by_an_older_ferry_is_stored_once_with_its_batch_id(tmp_path: Path) -> None:
+    got = _in_child(_spooled_by_an_older_ferry, str(tmp_path))
+    assert got["first"] == (1, 0)
+    assert got["again"] == (0, 1), "resubmitting it again is recognised as a duplicate"
+    assert got["rows"] == [{"Body": "spooled before an upgrade", "BatchId": "OLD1"}]
