@@ -143,6 +143,15 @@ def _frames(payload: bytes) -> tuple[bytes, int, list[tuple[int, int]]]:
     return schema.metadata.to_pybytes(), schema_end, batches
 
 
+def schema_key(payload: bytes) -> bytes:
+    """The serialized schema of an IPC stream: equal keys, identical schemas (names, types, order)."""
+    return _frames(payload)[0]
+
+
+def schema_key_of(schema: pa.Schema) -> bytes:
+    return schema_key(encode(schema.empty_table()))
+
+
 def splice(payloads: Sequence[bytes]) -> list[bytes]:
     """Join IPC streams into as few as possible without decoding a row: one stream per distinct
     schema, holding the schema once and every record batch message (still LZ4) of its inputs."""

@@ -1,7 +1,8 @@
 """The parser stage: normalises each source's batches to the common schema of their signal.
 
-Syslog raw lines are parsed here (parser/syslog.py); OTLP batches arrive decoded and are checked
-against their table's schema. Each output keeps its input's batch id, so redelivery dedupes.
+Syslog raw lines are parsed here (parser/syslog.py); OTLP batches arrive decoded by the receivers
+and pass through untouched when already in their table's schema (else they are conformed to it).
+Each output keeps its input's batch id, so redelivery dedupes.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class ParserStage:
         from ferry.testing.samples import raw_lines
 
         self._parse_syslog = parse_syslog
+        self._schema_keys = {name: codec.schema_key_of(schema) for name, schema in TABLES.items()}
         parse_syslog(raw_lines(["<14>1 2026-01-01T00:00:00Z h a - - - warm-up"]))
 
     async def process(self, topic: str, batches: list[codec.Batch]) -> list[Output]:
@@ -38,6 +40,10 @@ class ParserStage:
         for b in batches:
             if b.target == "raw_lines":
                 nb = codec.Batch(parsed[b.batch_id], "logs", "otel_logs", b.source, b.tenant, b.batch_id)
+            elif codec.schema_key(b.payload()) == self._schema_keys.get(b.target):
+                # Already in its table's schema (OTLP receivers decode straight into it), batch id
+                # stamped: passed on as the bus carried it, without decoding a row.
+                nb = codec.Batch(None, b.signal, b.target, b.source, b.tenant, b.batch_id, payload=b.payload(), rows=b.num_rows)
             else:
                 nb = codec.Batch(conform(b.table, TABLES[b.target]), b.signal, b.target, b.source, b.tenant, b.batch_id)
             metrics.processed.labels(PARSER).inc(nb.table.num_rows)
