@@ -22,7 +22,9 @@ class ParserStage:
     group = PARSER
 
     def __init__(self) -> None:
-        self.fetch = FetchPolicy(max_msgs=32, max_rows=200_000, max_wait_s=0.02)
+        # 64 k rows per call: parsing costs the same per line from ~50 k rows up, and the
+        # intermediate columns of a 128 k-row call held ~200 MB more (measured peak RSS 490 vs 690 MB).
+        self.fetch = FetchPolicy(max_msgs=32, max_rows=64_000, max_wait_s=0.02)
         # Import (and let polars/pyarrow initialise) now, not on the first batch's clock.
         from ferry.stages.parser.syslog import parse_syslog
         from ferry.testing.samples import raw_lines
