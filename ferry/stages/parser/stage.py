@@ -48,7 +48,7 @@ class ParserStage:
                 nb = codec.Batch(None, b.signal, b.target, b.source, b.tenant, b.batch_id, payload=b.payload(), rows=b.num_rows)
             else:
                 nb = codec.Batch(conform(b.table, TABLES[b.target]), b.signal, b.target, b.source, b.tenant, b.batch_id)
-            metrics.processed.labels(PARSER).inc(nb.table.num_rows)
+            metrics.processed.labels(PARSER).inc(nb.num_rows)
             out.append(Output(COMMIT_OF[topic], nb))
         return out
 
