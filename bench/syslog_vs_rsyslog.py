@@ -127,13 +127,23 @@ def vm_hwm_kb(pid: int) -> int:
     return 0
 
 
+def _stat(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return ["0"] * 13
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a live process, seconds."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
+    fields = _stat(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def minor_faults(pid: int) -> int:
+    """Page faults served without I/O: each one zeroes a fresh page, which is where memory an
+    allocator gave back to the kernel and takes again shows up as CPU."""
+    return int(_stat(pid)[7])
 
 
 def children(pid: int) -> list[int]:
@@ -178,6 +188,7 @@ class Result:
     wire_bytes: int = 0
     rss_kb: dict[str, int] = field(default_factory=dict)
     cpu_s: dict[str, float] = field(default_factory=dict)
+    faults: dict[str, int] = field(default_factory=dict)
     milestones: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -267,14 +278,16 @@ ruleset(name="bench") {{
 
 def _profile(pids: dict[str, int], seconds: int, outdir: Path) -> list[subprocess.Popen[bytes]]:
     """py-spy (Python frames) per ferry process; with FERRY_BENCH_PERF=1, `perf record` instead,
-    which also sees chDB's native threads (read with `perf report -i DIR/store-0.data`)."""
+    which also sees chDB's native threads (read with `perf report -i DIR/store-0.data`);
+    FERRY_BENCH_PERF_ARGS replaces its default `-F 499 -g` (e.g. `-e page-faults --call-graph dwarf`)."""
     outdir.mkdir(parents=True, exist_ok=True)
     native = os.environ.get("FERRY_BENCH_PERF") == "1"
     spies = []
     for label, pid in pids.items():
         if label == "nats-server" and not native:
             continue
-        cmd = (["perf", "record", "-F", "499", "-g", "-p", str(pid), "-o", str(outdir / f"{label}.data"),
+        perf_args = os.environ.get("FERRY_BENCH_PERF_ARGS", "-F 499 -g").split()
+        cmd = (["perf", "record", *perf_args, "-p", str(pid), "-o", str(outdir / f"{label}.data"),
                 "--", "sleep", str(seconds)] if native else
                ["py-spy", "record", "--pid", str(pid), "-d", str(seconds), "-r", "50", "-f", "raw",
                 "-o", str(outdir / f"{label}.txt")])
@@ -318,6 +331,7 @@ def run_ferry(work: Path, payload: bytes, n: int, workers: int, timeout: float,
         pids = ferry_processes(ferry.proc.pid)
         client = httpx.Client(base_url=ferry.api, timeout=30)
         cpu0 = {label: cpu_seconds(pid) for label, pid in pids.items()}
+        faults0 = {label: minor_faults(pid) for label, pid in pids.items()}
         sender, q = start_sender(ferry.syslog_port, payload)
         if profile is not None:
             spies = _profile(pids, profile[1], profile[0])
@@ -345,6 +359,7 @@ def run_ferry(work: Path, payload: bytes, n: int, workers: int, timeout: float,
                 break
             time.sleep(0.05 if "written to store" in res.milestones else 0.1)
         cpu1 = {label: cpu_seconds(pid) for label, pid in pids.items()}
+        res.faults = {label: minor_faults(pid) - faults0[label] for label, pid in pids.items()}
         t0, t1 = q.get(timeout=30)
         res.lines, res.seconds, res.send_seconds = stored, t_done - t0, t1 - t0
         res.milestones = {k: v - t0 for k, v in res.milestones.items()}
@@ -398,6 +413,9 @@ def report(results: list[Result], n: int, payload: bytes) -> None:
         print(f"  {r.name} VmHWM MB: {parts}")
         cpu = ", ".join(f"{k} {v:.1f}" for k, v in sorted(r.cpu_s.items()))
         print(f"  {r.name} CPU s during the run: {cpu} (total {sum(r.cpu_s.values()):.1f})")
+        if r.faults:
+            faults = ", ".join(f"{k} {v / 1000:.0f}k" for k, v in sorted(r.faults.items()))
+            print(f"  {r.name} minor page faults during the run: {faults}")
         if r.milestones:
             steps = ", ".join(f"{k} at {v:.1f}s" for k, v in sorted(r.milestones.items(), key=lambda kv: kv[1]))
             print(f"  {r.name} all {r.lines:,} lines {steps} (0.1 s polls of /metrics)")

@@ -40,6 +40,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         import asyncio
 
         from ferry.runtime.lock import DataDirLock
+        from ferry.runtime.memory import tune_allocators
+
+        tune_allocators()
         from ferry.runtime.roles import run_alone
 
         lock = DataDirLock(cfg.data_dir)

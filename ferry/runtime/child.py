@@ -13,10 +13,13 @@ import os
 import sys
 
 from ferry.config.model import FerryConfig
-from ferry.runtime.roles import ROLES
+from ferry.runtime.memory import tune_allocators
 
 
 def main() -> None:
+    tune_allocators()
+    from ferry.runtime.roles import ROLES
+
     role, index = sys.argv[1], sys.argv[2]
     cfg = FerryConfig.model_validate_json(os.environ["FERRY_CONFIG_JSON"])
     logging.basicConfig(
