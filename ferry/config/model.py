@@ -57,7 +57,11 @@ class ReceiversConfig(_Section):
 
 
 class RetentionConfig(_Section):
-    logs_days: int = Field(7, description="0 keeps forever.")
+    logs_days: int = Field(
+        7,
+        description="Days a row is kept, counted from the later of its timestamp and its arrival; "
+        "0 keeps forever. A change applies to the existing store at the next start.",
+    )
     traces_days: int = 7
     metrics_days: int = 30
 

@@ -33,7 +33,13 @@ TRIM_THRESHOLD = 256 << 20
 
 
 def tune_allocators() -> None:
-    """Call first thing in a role process, before polars or pyarrow is imported."""
+    """Call first thing in a role process, before polars or pyarrow is imported.
+
+    FERRY_ALLOCATOR_DEFAULTS=1 leaves every allocator at its own defaults (for A/B runs, or a host
+    that must give memory back within milliseconds).
+    """
+    if os.environ.get("FERRY_ALLOCATOR_DEFAULTS") == "1":
+        return
     for key, value in ALLOCATOR_ENV.items():
         os.environ.setdefault(key, value)
     name = ctypes.util.find_library("c")

@@ -38,6 +38,12 @@ def _faulty() -> bool:
         return False
 
 
+def _ttl_of(engine_full: str) -> str | None:
+    """The TTL expression in a system.tables engine_full string, or None if the table has none."""
+    _, found, rest = engine_full.partition(" TTL ")
+    return rest.partition(" SETTINGS ")[0].strip() if found else None
+
+
 def quote(s: str) -> str:
     return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
@@ -72,7 +78,28 @@ class ChdbStore:
     def setup(self, retention: RetentionConfig) -> None:
         for stmt in ddl.all_statements(retention.logs_days, retention.traces_days, retention.metrics_days):
             self.conn().query(stmt)  # type: ignore[attr-defined]
+        for table, column in ddl.ADDED_COLUMNS:
+            self.conn().query(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column}")  # type: ignore[attr-defined]
+        self._apply_retention(ddl.retention(retention.logs_days, retention.traces_days, retention.metrics_days))
         self._redefine_changed_indexes()
+
+    def _apply_retention(self, wanted: dict[str, str | None]) -> None:
+        """CREATE TABLE IF NOT EXISTS keeps the TTL a table was made with: a changed retention setting
+        (or an older ferry's TTL) is applied here, and existing parts are re-evaluated in the background."""
+        engines = {
+            str(r["name"]): str(r["engine_full"])
+            for r in self.query_rows("SELECT name, engine_full FROM system.tables WHERE database = currentDatabase()")
+        }
+        for table, expr in wanted.items():
+            engine = engines.get(table)
+            if engine is None:
+                continue
+            current = _ttl_of(engine)
+            if current == expr:
+                continue
+            log.warning("retention of %s: %s -> %s", table, current or "forever", expr or "forever")
+            change = f"MODIFY TTL {expr}" if expr else "REMOVE TTL"
+            self.conn().query(f"ALTER TABLE {table} {change} SETTINGS mutations_sync = 0")  # type: ignore[attr-defined]
 
     def _redefine_changed_indexes(self) -> None:
         """CREATE TABLE IF NOT EXISTS leaves an older store's index definitions as they were; an

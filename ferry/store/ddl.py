@@ -71,8 +71,19 @@ DEFERRED_INDEXES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _ttl(column: str, days: int) -> str:
-    return f"TTL toDateTime({column}) + toIntervalDay({days})" if days > 0 else ""
+def ttl_expr(column: str, days: int, received: str = "IngestTime") -> str | None:
+    """Retention of a table whose rows happen at `column` and reached ferry at `received`.
+
+    A row is kept `days` from the later of the two: a line stamped in the past (a device with a
+    wrong clock, an agent flushing a week-old buffer) lands and stays as long as a fresh one,
+    instead of being dropped by TTL within the very insert that stored it. None keeps forever.
+    """
+    return f"toDateTime(greatest({column}, {received})) + toIntervalDay({days})" if days > 0 else None
+
+
+def _ttl(column: str, days: int, received: str = "IngestTime") -> str:
+    expr = ttl_expr(column, days, received)
+    return f"TTL {expr}" if expr else ""
 
 
 def logs(days: int) -> str:
@@ -153,11 +164,12 @@ CREATE TABLE IF NOT EXISTS otel_traces_trace_id_ts (
     TraceId {_ID},
     Start DateTime CODEC(Delta, ZSTD(1)),
     End DateTime CODEC(Delta, ZSTD(1)),
+    Seen DateTime DEFAULT now() CODEC(Delta, ZSTD(1)),
     INDEX idx_trace_id TraceId TYPE bloom_filter(0.01) GRANULARITY 1
 ) ENGINE = MergeTree
 PARTITION BY toDate(Start)
 ORDER BY (TraceId, Start)
-{_ttl("Start", days)}
+{_ttl("Start", days, "Seen")}
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1""",
         """
 CREATE MATERIALIZED VIEW IF NOT EXISTS otel_traces_trace_id_ts_mv TO otel_traces_trace_id_ts AS
@@ -255,7 +267,6 @@ def batch_ledger(days: int) -> list[str]:
     """Which batch ids each table holds, keyed by id so the writer's exactly-once check stays a
     primary-key lookup however large the data tables grow. Materialised views fill it inside the
     same insert as the rows."""
-    keep = max(days, 1) + 1
     out = [
         f"""
 CREATE TABLE IF NOT EXISTS ferry_batches (
@@ -266,7 +277,7 @@ CREATE TABLE IF NOT EXISTS ferry_batches (
 ) ENGINE = MergeTree
 PARTITION BY toDate(IngestTime)
 ORDER BY (TableName, BatchId)
-TTL toDateTime(IngestTime) + toIntervalDay({keep})
+TTL {ledger_ttl(days)}
 SETTINGS ttl_only_drop_parts = 1, fsync_after_insert = 1, fsync_part_directory = 1"""
     ]
     for t in DATA_TABLES:
@@ -277,6 +288,24 @@ SELECT '{t}' AS TableName, BatchId, count() AS Rows, max(IngestTime) AS IngestTi
 FROM {t} WHERE BatchId != '' GROUP BY BatchId"""
         )
     return out
+
+
+def ledger_ttl(days: int) -> str:
+    """The batch ledger outlives the longest retention by a day (a redelivery is always older)."""
+    return f"toDateTime(IngestTime) + toIntervalDay({max(days, 1) + 1})"
+
+
+def retention(logs_days: int, traces_days: int, metrics_days: int) -> dict[str, str | None]:
+    """table -> its TTL expression (None: kept forever); setup applies changes to existing tables."""
+    out = {"otel_logs": ttl_expr("Timestamp", logs_days), "otel_traces": ttl_expr("Timestamp", traces_days),
+           "otel_traces_trace_id_ts": ttl_expr("Start", traces_days, "Seen")}
+    out.update({t: ttl_expr("TimeUnix", metrics_days) for t in _METRIC_SPECIFIC})
+    out["ferry_batches"] = ledger_ttl(max(logs_days, traces_days, metrics_days))
+    return out
+
+
+# Columns added since the first stores were made: (table, column definition) for ADD COLUMN IF NOT EXISTS.
+ADDED_COLUMNS = [("otel_traces_trace_id_ts", "Seen DateTime DEFAULT now() CODEC(Delta, ZSTD(1))")]
 
 
 def all_statements(logs_days: int, traces_days: int, metrics_days: int) -> list[str]:

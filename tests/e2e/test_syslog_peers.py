@@ -77,12 +77,26 @@ def test_line_fitting_no_rfc_lands_intact(ferry: FerryProcess) -> None:
     assert r["attributes"]["syslog.parse_error"]
 
 
+def test_line_stamped_before_the_retention_window_still_lands(ferry: FerryProcess) -> None:
+    """A device whose clock is 30 days behind (logs retention: 7 days) is not dropped on arrival:
+    retention counts from when ferry received the line, if that is later than its timestamp."""
+    tok = uuid.uuid4().hex[:12]
+    then = int(time.time()) - 30 * 86400
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(then))
+    with socket.create_connection(("127.0.0.1", ferry.syslog_port)) as s:
+        s.sendall(f"<134>1 {stamp} router1 fw - - - behind {tok}\n".encode())
+    rows = ferry.wait_for(lambda: ferry.search(tok, since="60d"))
+    assert len(rows) == 1 and rows[0]["body"] == f"behind {tok}"
+    assert int(rows[0]["time_ns"]) == then * 10**9, "the line keeps its own timestamp"
+
+
 def test_many_lines_over_one_tcp_connection_all_land(ferry: FerryProcess) -> None:
     """20,000 octet-counted lines (several batches) on one connection all land, none twice."""
     tok = uuid.uuid4().hex[:12]
     frames = []
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
     for i in range(20000):
-        msg = f"<134>1 2026-11-22T10:00:00.000Z host1 app 1 - - line {i} {tok}".encode()
+        msg = f"<134>1 {stamp} host1 app 1 - - line {i} {tok}".encode()
         frames.append(str(len(msg)).encode() + b" " + msg)
     with socket.create_connection(("127.0.0.1", ferry.syslog_port)) as s:
         s.sendall(b"".join(frames))

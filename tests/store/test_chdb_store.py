@@ -21,14 +21,12 @@ def _in_child(fn: Any, *args: Any) -> Any:
         return pool.apply(fn, args)
 
 
-def _logs(bodies: list[str], ts_ns: int) -> pa.Table:
+def _logs(bodies: list[str], ts_ns: int, received_ns: int | None = None) -> pa.Table:
     from ferry.schema import LOGS, conform
 
     n = len(bodies)
-    return conform(
-        pa.table({"Timestamp": pa.array([ts_ns] * n, TS), "IngestTime": pa.array([time.time_ns()] * n, TS), "Body": bodies}),
-        LOGS,
-    )
+    received = pa.array([received_ns or time.time_ns()] * n, TS)
+    return conform(pa.table({"Timestamp": pa.array([ts_ns] * n, TS), "IngestTime": received, "Body": bodies}), LOGS)
 
 
 def _retention(path: str) -> dict[str, Any]:
@@ -39,13 +37,21 @@ def _retention(path: str) -> dict[str, Any]:
     s.setup(RetentionConfig(logs_days=3, traces_days=5, metrics_days=40))
     day = 86400 * 10**9
     now = time.time_ns()
-    s.insert("otel_logs", _logs(["old"], now - 4 * day))
-    s.insert("otel_logs", _logs(["recent"], now - 2 * day))
+    s.insert("otel_logs", _logs(["old"], now - 4 * day, now - 4 * day))
+    s.insert("otel_logs", _logs(["recent"], now - 2 * day, now - 2 * day))
+    # Stamped 4 days ago but received now (a device clock behind, a flushed agent buffer).
+    s.insert("otel_logs", _logs(["late"], now - 4 * day))
     s.conn().query("OPTIMIZE TABLE otel_logs FINAL")  # type: ignore[attr-defined]
-    ddl = {t: s.query_rows(f"SHOW CREATE TABLE {t}")[0]["statement"] for t in ("otel_logs", "otel_traces", "otel_metrics_sum")}
-    bodies = [r["Body"] for r in s.query_rows("SELECT Body FROM otel_logs")]
+    tables = ("otel_logs", "otel_traces", "otel_metrics_sum", "otel_traces_trace_id_ts", "ferry_batches")
+    ddl = {t: s.query_rows(f"SHOW CREATE TABLE {t}")[0]["statement"] for t in tables}
+    bodies = sorted(r["Body"] for r in s.query_rows("SELECT Body FROM otel_logs"))
     s.close()
-    return {"ddl": ddl, "bodies": bodies}
+    # Reopened with other settings: the existing tables take them.
+    s = ChdbStore(Path(path))
+    s.setup(RetentionConfig(logs_days=30, traces_days=0, metrics_days=40))
+    after = {t: s.query_rows(f"SHOW CREATE TABLE {t}")[0]["statement"] for t in tables}
+    s.close()
+    return {"ddl": ddl, "bodies": bodies, "after": after}
 
 
 def test_retention_is_per_signal_and_expires_old_rows(tmp_path: Path) -> None:
@@ -54,8 +60,20 @@ def test_retention_is_per_signal_and_expires_old_rows(tmp_path: Path) -> None:
     assert "toIntervalDay(3)" in got["ddl"]["otel_logs"]
     assert "toIntervalDay(5)" in got["ddl"]["otel_traces"]
     assert "toIntervalDay(40)" in got["ddl"]["otel_metrics_sum"]
+    assert "toIntervalDay(5)" in got["ddl"]["otel_traces_trace_id_ts"]
+    assert "toIntervalDay(41)" in got["ddl"]["ferry_batches"]
     assert "PARTITION BY toStartOfHour(Timestamp)" in got["ddl"]["otel_logs"]
-    assert got["bodies"] == ["recent"]
+    # Kept from the later of event time and receipt: a late line is not dropped on arrival.
+    assert got["bodies"] == ["late", "recent"]
+
+
+def test_changed_retention_applies_to_an_existing_store(tmp_path: Path) -> None:
+    """Reopening a store with other retention settings changes its tables' TTLs (0 = forever)."""
+    after = _in_child(_retention, str(tmp_path / "store"))["after"]
+    assert "toIntervalDay(30)" in after["otel_logs"]
+    assert "toIntervalDay" not in after["otel_traces"] and "toIntervalDay" not in after["otel_traces_trace_id_ts"]
+    assert "toIntervalDay(40)" in after["otel_metrics_sum"]
+    assert "toIntervalDay(41)" in after["ferry_batches"]
 
 
 def _exactly_once(path: str) -> dict[str, Any]:
