@@ -1,7 +1,8 @@
 """Store insert cost of parsed syslog rows: CPU µs per row for chDB inserts of 100k-row batches.
 
 Compares skip indexes built at insert with ferry's default (deferred to merges, store/indexes.py),
-and prices the full-text index expression that every merge evaluates again.
+prices the full-text index expression that every merge evaluates again, and what the heavy columns
+(attribute maps, Body with its text index) cost an insert and a merge.
 """
 
 # python bench/store_insert.py [--rows 500000]
@@ -70,6 +71,44 @@ def run(defer: bool, payload: bytes, out: mp.Queue) -> None:  # type: ignore[typ
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _without(table: pa.Table, column: str) -> pa.Table:
+    """`table` with one heavy column emptied (an empty map or string per row)."""
+    import numpy as np
+
+    from ferry.schema.tables import ATTRS
+
+    i, n = table.schema.get_field_index(column), table.num_rows
+    if column == "Body":
+        return table.set_column(i, table.schema.field(i), pa.array([""] * n, pa.string()))
+    empty = pa.MapArray.from_arrays(pa.array(np.zeros(n + 1, dtype=np.int32)), pa.array([], pa.string()),
+                                    pa.array([], pa.string()), type=ATTRS)
+    return table.set_column(i, table.schema.field(i), empty)
+
+
+def column_cost(emptied: str | None, payload: bytes, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    """Insert CPU (merges stopped), then the CPU of merging all parts into one (OPTIMIZE FINAL,
+    which builds every skip index), with one column emptied: what that column costs the store."""
+    table = codec.decode(payload)
+    if emptied:
+        table = _without(table, emptied)
+    path = Path(tempfile.mkdtemp(prefix="ferry-store-bench-"))
+    try:
+        store = ChdbStore(path, defer_indexes=True)
+        store.setup(RetentionConfig())
+        store.query_bytes("SYSTEM STOP MERGES otel_logs")
+        c0 = _cpu()
+        for i in range(0, table.num_rows, BATCH):
+            store.insert("otel_logs", table.slice(i, BATCH))
+        c1 = _cpu()
+        store.query_bytes("SYSTEM START MERGES otel_logs")
+        store.query_bytes("OPTIMIZE TABLE otel_logs FINAL")
+        c2 = _cpu()
+        store.close()
+        out.put((c1 - c0, c2 - c1))
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def expression_cost(payload: bytes, out: mp.Queue) -> None:  # type: ignore[type-arg]
     """CPU per row of the full-text index expression, which every merge evaluates for every row."""
     import chdb
@@ -124,6 +163,17 @@ def main() -> None:
     for name, us in q2.get(timeout=300).items():
         print(f"  {name:<28} {us:5.2f} CPU-us/row")
     p2.join()
+    print("what each heavy column costs: insert (merges stopped), then merging all parts into one:")
+    for emptied in (None, "LogAttributes", "ResourceAttributes", "Body"):
+        best = (float("inf"), 0.0)
+        for _ in range(args.repeat):
+            q3: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
+            p3 = ctx.Process(target=column_cost, args=(emptied, payload, q3))
+            p3.start()
+            best = min(best, q3.get(timeout=300))
+            p3.join()
+        name = f"{emptied} emptied" if emptied else "all columns"
+        print(f"  {name:<28} insert {best[0] / args.rows * 1e6:5.2f}  merge {best[1] / args.rows * 1e6:5.2f} CPU-us/row")
 
 
 if __name__ == "__main__":
