@@ -177,6 +177,10 @@ def _extract_fields(df: pl.DataFrame) -> pl.DataFrame:
     )
     is3 = pl.col("_is3")
     privers = pl.col("_privers").struct
+    # polars evaluates every branch of a when/then for every row: the RFC 3164 timestamp alone cost
+    # 0.14 us a line on batches without a single 3164 line. Branches no row takes are left out.
+    n5, n3 = df.select(is5.sum(), is3.sum()).row(0)
+    any_other = n5 + n3 < df.height
 
     host3 = pl.coalesce(g3.field("host_b"), g3.field("host_d"))
     ts5 = p5.field("field_1")
@@ -212,35 +216,47 @@ def _extract_fields(df: pl.DataFrame) -> pl.DataFrame:
         .otherwise(pl.lit("unknown"))
         .alias("_format"),
         pl.when(is3 & g3.field("pri").is_null()).then(pl.lit("true")).alias("_pri_missing"),
-        pl.when(is5)
-        .then(_ts_5424(ts5))
-        .when(is3)
-        .then(_ts_3164(g3.field("mon"), g3.field("day"), g3.field("hms")))
-        .alias("_ts"),
+        _first_of(
+            (is5, _ts_5424(ts5), n5),
+            (is3, _ts_3164(g3.field("mon"), g3.field("day"), g3.field("hms")), n3),
+            default=pl.lit(None, _TS),
+        ).alias("_ts"),
     )
     ts_bad = pl.col("_ts").is_null() & (is3 | (is5 & (ts5 != "-")))
     df = df.with_columns(
         # A 3164 line without HOSTNAME names its sender by the peer address, without the port
         # (IPv6 peers are expected bracketed, `[::1]:514`, as a bare form would be ambiguous).
-        pl.when(is3 & pl.col("_hostname").is_null())
-        .then(pl.col("Peer").str.replace(r"^(?:\[([^\]]*)\]|([^:\[\]]*)):\d+$", "${1}${2}"))
-        .otherwise(pl.col("_hostname"))
-        .alias("_host"),
-        pl.when(line == "")
-        .then(pl.lit(_REASON_EMPTY))
-        .when(~is5 & ~is3 & line.str.contains(_RE_5424_PREFIX))
-        .then(pl.lit(_REASON_5424))
-        .when(~is5 & ~is3)
-        .then(pl.lit(_REASON_NONE))
-        .when(ts_bad)
-        .then(pl.lit(_REASON_TS))
-        .alias("_error"),
+        _first_of(
+            (
+                is3 & pl.col("_hostname").is_null(),
+                pl.col("Peer").str.replace(r"^(?:\[([^\]]*)\]|([^:\[\]]*)):\d+$", "${1}${2}"),
+                n3,
+            ),
+            default=pl.col("_hostname"),
+        ).alias("_host"),
+        _first_of(
+            (line == "", pl.lit(_REASON_EMPTY), any_other),
+            (~is5 & ~is3 & line.str.contains(_RE_5424_PREFIX), pl.lit(_REASON_5424), any_other),
+            (~is5 & ~is3, pl.lit(_REASON_NONE), any_other),
+            (ts_bad, pl.lit(_REASON_TS), True),
+            default=pl.lit(None, pl.String),
+        ).alias("_error"),
         _lookup(pl.col("_pri") // 8, _FACILITIES, pl.String).alias("_facility"),
         _lookup(pl.col("_pri") % 8, _SEVERITIES, pl.String).alias("_severity"),
         _lookup(pl.col("_pri") % 8, _OTEL_TEXT, pl.String).fill_null("").alias("_sev_text"),
         _lookup(pl.col("_pri") % 8, _OTEL_NUMBER, pl.UInt8).fill_null(0).alias("_sev_number"),
     )
     return df.drop("_p5", "_g3", "_privers")
+
+
+def _first_of(*branches: tuple[pl.Expr, pl.Expr, int | bool], default: pl.Expr) -> pl.Expr:
+    """`when(c1).then(v1).when(c2).then(v2)...otherwise(default)`, leaving out each branch whose
+    third item (how many rows take it, or whether any might) is 0/False."""
+    out = default
+    for cond, value, taken in reversed(branches):
+        if taken:
+            out = pl.when(cond).then(value).otherwise(out)
+    return out
 
 
 def _lookup(index: pl.Expr, table: list[str] | list[int], dtype: type[pl.DataType]) -> pl.Expr:
