@@ -339,9 +339,12 @@ def _build_map(fields: pl.DataFrame, spec: list[tuple[str, str]], extra: pl.Data
     present = cols.select((pl.col(c).is_not_null() & (pl.col(c) != "")).alias(c) for _, c in spec).to_numpy()
     # np.nonzero walks a C-ordered matrix row by row, which is exactly the map entry order.
     rows, which = np.nonzero(present)
-    flat_values = pa.concat_arrays([s.to_arrow().cast(pa.string()) for s in cols.get_columns()])
-    values = flat_values.take(pa.array(which.astype(np.int64) * n + rows))
-    keys = pa.array([k for k, _ in spec], pa.string()).take(pa.array(which))
+    # Every key and value string is copied once, by one take from one flat array per side; the
+    # entry order is worked out on integer indexes first (two string takes cost 0.1 us a line more).
+    key_pool = [pa.array([k for k, _ in spec], pa.string())]
+    value_pool = [s.to_arrow().cast(pa.string()) for s in cols.get_columns()]
+    key_index = which.astype(np.int64)
+    value_index = key_index * n + rows
     counts = np.bincount(rows, minlength=n)
 
     if extra is not None and extra.height:
@@ -351,11 +354,14 @@ def _build_map(fields: pl.DataFrame, spec: list[tuple[str, str]], extra: pl.Data
         counts = counts + np.bincount(extra_rows, minlength=n)
         # A stable sort by row places each row's extra entries after its fixed ones.
         order = np.argsort(np.concatenate([rows, extra_rows]), kind="stable")
-        keys = pa.concat_arrays([keys, extra.get_column("key").to_arrow().cast(pa.string())]).take(order)
-        values = pa.concat_arrays([values, extra.get_column("value").to_arrow().cast(pa.string())]).take(
-            order
-        )
+        tail = np.arange(len(extra_rows), dtype=np.int64)
+        key_index = np.concatenate([key_index, len(spec) + tail])[order]
+        value_index = np.concatenate([value_index, len(spec) * n + tail])[order]
+        key_pool.append(extra.get_column("key").to_arrow().cast(pa.string()))
+        value_pool.append(extra.get_column("value").to_arrow().cast(pa.string()))
 
+    keys = pa.concat_arrays(key_pool).take(pa.array(key_index))
+    values = pa.concat_arrays(value_pool).take(pa.array(value_index))
     offsets = np.zeros(n + 1, dtype=np.int32)
     np.cumsum(counts, out=offsets[1:])
     return pa.MapArray.from_arrays(pa.array(offsets), keys, values, type=ATTRS)
