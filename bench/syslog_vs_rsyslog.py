@@ -215,7 +215,25 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.0) -
             time.sleep(0.05)
 
 
-def run_rsyslog(work: Path, payload: bytes, n: int, timeout: float) -> Result:
+def _file_lines(path: Path, want: int, timeout: float, pos: int = 0, seen: int = 0) -> tuple[int, int, float]:
+    """Follow `path` until it holds `want` lines: (lines, bytes read, monotonic time it got there)."""
+    deadline = time.monotonic() + timeout
+    while seen < want:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"rsyslog wrote {seen}/{want} lines within {timeout:.0f}s")
+        if path.exists():
+            with open(path, "rb") as f:
+                f.seek(pos)
+                chunk = f.read()
+            pos += len(chunk)
+            seen += chunk.count(b"\n")
+            if seen >= want:
+                break
+        time.sleep(0.02)
+    return seen, pos, time.monotonic()
+
+
+def run_rsyslog(work: Path, payload: bytes, n: int, timeout: float, warmup: bytes, w: int) -> Result:
     res = Result("rsyslog", wire_bytes=len(payload))
     port = free_port()
     out = work / "messages.log"
@@ -236,25 +254,17 @@ ruleset(name="bench") {{
     sender: mp.process.BaseProcess | None = None
     try:
         wait_port(port, proc)
+        seen, pos = 0, 0
+        if w:
+            warm, wq = start_sender(port, warmup)
+            seen, pos, _ = _file_lines(out, w, timeout)
+            wq.get(timeout=30)
+            warm.join()
         cpu0 = cpu_seconds(proc.pid)
         sender, q = start_sender(port, payload)
-        seen, pos, t_done = 0, 0, 0.0
-        deadline = time.monotonic() + timeout
-        while seen < n:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"rsyslog wrote {seen}/{n} lines within {timeout:.0f}s")
-            if out.exists():
-                with open(out, "rb") as f:
-                    f.seek(pos)
-                    chunk = f.read()
-                pos += len(chunk)
-                seen += chunk.count(b"\n")
-                if seen >= n:
-                    t_done = time.monotonic()
-                    break
-            time.sleep(0.02)
+        seen, pos, t_done = _file_lines(out, w + n, timeout, pos, seen)
         t0, t1 = q.get(timeout=30)
-        res.lines, res.seconds, res.send_seconds = seen, t_done - t0, t1 - t0
+        res.lines, res.seconds, res.send_seconds = seen - w, t_done - t0, t1 - t0
         res.rss_kb["rsyslogd"] = vm_hwm_kb(proc.pid)
         res.cpu_s["rsyslogd"] = cpu_seconds(proc.pid) - cpu0
         # Spot-check: the sampled seq tokens are in the file (not timed).
@@ -313,8 +323,16 @@ def _counters(text: str) -> dict[str, float]:
     return out
 
 
+def _inserts(page: str) -> tuple[float, float]:
+    """(inserts into otel_logs, seconds they took) from a /metrics page."""
+    count, total = (sum(float(line.rpartition(" ")[2]) for line in page.splitlines()
+                        if line.startswith(f'ferry_store_insert_seconds_{k}{{table="otel_logs"'))
+                    for k in ("count", "sum"))
+    return count, total
+
+
 def run_ferry(work: Path, payload: bytes, n: int, workers: int, timeout: float,
-              profile: tuple[Path, int] | None, settings: list[str]) -> Result:
+              profile: tuple[Path, int] | None, settings: list[str], warmup: bytes, w: int) -> Result:
     res = Result(f"ferry (parser workers={workers})", wire_bytes=len(payload))
     # FerryProcess tunes batch waits down for tests; put back the shipped defaults.
     cfg = {
@@ -330,6 +348,14 @@ def run_ferry(work: Path, payload: bytes, n: int, workers: int, timeout: float,
         assert ferry.proc is not None
         pids = ferry_processes(ferry.proc.pid)
         client = httpx.Client(base_url=ferry.api, timeout=30)
+        base = dict.fromkeys(_MILESTONES, 0.0)
+        if w:
+            warm, wq = start_sender(ferry.syslog_port, warmup)
+            ferry.wait_for(lambda: int(client.get("/api/v1/status").json()["stored"].get("logs", 0)) >= w, timeout)
+            wq.get(timeout=30)
+            warm.join()
+            base = _counters(client.get("/metrics").text)
+        inserts0 = _inserts(client.get("/metrics").text)
         cpu0 = {label: cpu_seconds(pid) for label, pid in pids.items()}
         faults0 = {label: minor_faults(pid) for label, pid in pids.items()}
         sender, q = start_sender(ferry.syslog_port, payload)
@@ -348,10 +374,10 @@ def run_ferry(work: Path, payload: bytes, n: int, workers: int, timeout: float,
                 if "written to store" not in res.milestones:
                     counts = _counters(client.get("/metrics").text)
                     for label, value in counts.items():
-                        if value >= n:
+                        if value - base[label] >= n:
                             res.milestones.setdefault(label, now)
                 if "written to store" in res.milestones:
-                    stored = int(client.get("/api/v1/status").json()["stored"].get("logs", 0))
+                    stored = int(client.get("/api/v1/status").json()["stored"].get("logs", 0)) - w
             except (httpx.HTTPError, ValueError, KeyError):
                 pass
             if stored >= n:
@@ -366,10 +392,7 @@ def run_ferry(work: Path, payload: bytes, n: int, workers: int, timeout: float,
         res.cpu_s = {label: cpu1[label] - cpu0[label] for label in pids}
         for label, pid in sorted(pids.items()):
             res.rss_kb[label] = vm_hwm_kb(pid)
-        page = client.get("/metrics").text
-        inserts, busy = (sum(float(line.rpartition(" ")[2]) for line in page.splitlines()
-                             if line.startswith(f'ferry_store_insert_seconds_{k}{{table="otel_logs"'))
-                         for k in ("count", "sum"))
+        inserts, busy = (a - b for a, b in zip(_inserts(client.get("/metrics").text), inserts0, strict=True))
         res.notes.append(f"store inserts: {inserts:.0f} x {stored / max(inserts, 1):,.0f} rows, "
                          f"{busy / max(inserts, 1) * 1000:.0f} ms each")
         # Queryable, not just counted: sampled seq tokens are each found exactly once (not timed).
@@ -399,10 +422,12 @@ def run_ferry(work: Path, payload: bytes, n: int, workers: int, timeout: float,
 # --- report -------------------------------------------------------------------------------------
 
 
-def report(results: list[Result], n: int, payload: bytes) -> None:
+def report(results: list[Result], n: int, payload: bytes, warmup: int) -> None:
     print(f"\nworkload: {n:,} distinct RFC 5424 lines, octet-counted TCP framing (RFC 6587), one connection, "
           f"{len(payload) / 1e6:.1f} MB on the wire, {len(payload) / n:.0f} B/frame")
     print("clock: from the sender's first byte until rsyslog's file holds N lines / ferry's status counts N rows")
+    if warmup:
+        print(f"warm-up: {warmup:,} other lines sent to each receiver and stored first, untimed")
     print(f"{'receiver':<28}{'lines':>10}{'seconds':>10}{'lines/s':>12}{'MB/s':>8}{'send s':>9}{'peak RSS MB':>13}")
     for r in results:
         rss = sum(r.rss_kb.values()) / 1024
@@ -432,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lines", type=int, default=500_000, help="distinct lines to send (default 500000)")
     ap.add_argument("--parser-workers", type=int, default=1, help="ferry config parser.workers (default 1)")
+    ap.add_argument("--warmup", type=int, default=0, metavar="N",
+                    help="first send N other lines to each receiver, untimed, so the timed run sees warm "
+                         "processes (default 0: cold start, as the figures in docs/performance.md)")
     ap.add_argument("--keep", action="store_true", help="leave the temporary data dirs in place")
     ap.add_argument("--timeout", type=float, default=300.0, help="per-receiver limit, seconds (default 300)")
     ap.add_argument("--profile", metavar="DIR", type=Path,
@@ -449,19 +477,22 @@ def main(argv: list[str] | None = None) -> int:
     if len(set(lines)) != n:
         raise RuntimeError("generated lines are not distinct")
     payload = octet_counted(lines)
+    # Warm-up lines carry `wseq=` instead of `seq=`, so the timed run's spot checks never match them.
+    warmup = octet_counted([x.replace(b" seq=", b" wseq=") for x in make_lines(args.warmup, seed=3164)]) if args.warmup else b""
     print(f"generated {n:,} lines in {time.monotonic() - t:.1f}s; e.g.\n  {lines[0].decode()}\n  {lines[7].decode()}")
     load0 = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="ferry-bench-"))
     # SIGTERM becomes an exception so the finally blocks stop rsyslogd, ferry and the sender.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        results = [run_rsyslog(tmp / "rsyslog", payload, n, args.timeout)]
+        results = [run_rsyslog(tmp / "rsyslog", payload, n, args.timeout, warmup, args.warmup)]
         print(f"rsyslog: {results[0].lines:,} lines in {results[0].seconds:.2f}s", flush=True)
         del lines
         prof = (args.profile, args.profile_seconds) if args.profile else None
-        results.append(run_ferry(tmp / "ferry", payload, n, args.parser_workers, args.timeout, prof, args.set))
+        results.append(run_ferry(tmp / "ferry", payload, n, args.parser_workers, args.timeout, prof, args.set,
+                                 warmup, args.warmup))
         print(f"ferry: {results[1].lines:,} lines in {results[1].seconds:.2f}s", flush=True)
-        report(results, n, payload)
+        report(results, n, payload, args.warmup)
         print(f"machine: {os.cpu_count()} CPUs, 1-min load average {load0:.2f} before, "
               f"{os.getloadavg()[0]:.2f} after (shared machine: expect run-to-run variance)")
     finally:
