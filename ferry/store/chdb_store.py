@@ -84,12 +84,18 @@ class ChdbStore:
         self._redefine_changed_indexes()
 
     def _apply_retention(self, wanted: dict[str, str | None]) -> None:
-        """CREATE TABLE IF NOT EXISTS keeps the TTL a table was made with: a changed retention setting
-        (or an older ferry's TTL) is applied here, and existing parts are re-evaluated in the background."""
+        """CREATE TABLE IF NOT EXISTS keeps the TTL and settings a table was made with: a changed
+        retention setting (or an older ferry's TTL or table settings) is applied here, and existing
+        parts are re-evaluated in the background."""
         engines = {
             str(r["name"]): str(r["engine_full"])
             for r in self.query_rows("SELECT name, engine_full FROM system.tables WHERE database = currentDatabase()")
         }
+        for table in ddl.DATA_TABLES:
+            engine = engines.get(table, "")
+            changed = [f"{k} = {v}" for k, v in ddl.TABLE_SETTINGS.items() if f"{k} = {v}" not in engine]
+            if engine and changed:
+                self.conn().query(f"ALTER TABLE {table} MODIFY SETTING {', '.join(changed)}")  # type: ignore[attr-defined]
         for table, expr in wanted.items():
             engine = engines.get(table)
             if engine is None:

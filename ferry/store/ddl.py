@@ -56,7 +56,16 @@ _FERRY_COLS = """
 _MAP = "Map(String, String) CODEC(LZ4)"
 _ID = "String CODEC(LZ4)"
 
-_SETTINGS = "SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, fsync_after_insert = 1, fsync_part_directory = 1"
+# Settings of every data table that setup also applies to tables an older ferry made. A part under
+# 64 MB uncompressed (an insert of up to ~200 k syslog rows) is written compact, all columns in one
+# file, instead of two files per column and map subcolumn: 10-20 % less insert CPU per syslog row
+# (measured 1.72-1.79 vs 1.98-2.81 us, 55 k-row inserts). Merged parts past it are wide, the layout
+# that reads one column of a big part cheaply.
+TABLE_SETTINGS = {"min_bytes_for_wide_part": 64 << 20}
+_SETTINGS = (
+    "SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, fsync_after_insert = 1, fsync_part_directory = 1, "
+    + ", ".join(f"{k} = {v}" for k, v in TABLE_SETTINGS.items())
+)
 
 
 # Skip indexes that inserts leave to merges. A merge rebuilds every skip index of the part it writes,
