@@ -80,10 +80,10 @@ class ChdbStore:
             self.conn().query(stmt)  # type: ignore[attr-defined]
         for table, column in ddl.ADDED_COLUMNS:
             self.conn().query(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column}")  # type: ignore[attr-defined]
-        self._apply_retention(ddl.retention(retention.logs_days, retention.traces_days, retention.metrics_days))
+        self._apply_table_options(ddl.retention(retention.logs_days, retention.traces_days, retention.metrics_days))
         self._redefine_changed_indexes()
 
-    def _apply_retention(self, wanted: dict[str, str | None]) -> None:
+    def _apply_table_options(self, wanted: dict[str, str | None]) -> None:
         """CREATE TABLE IF NOT EXISTS keeps the TTL and settings a table was made with: a changed
         retention setting (or an older ferry's TTL or table settings) is applied here, and existing
         parts are re-evaluated in the background."""
