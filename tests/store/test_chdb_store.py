@@ -189,3 +189,43 @@ def test_a_batch_spooled_by_an_older_ferry_is_stored_once_with_its_batch_id(tmp_
     assert got["first"] == (1, 0)
     assert got["again"] == (0, 1), "resubmitting it again is recognised as a duplicate"
     assert got["rows"] == [{"Body": "spooled before an upgrade", "BatchId": "OLD1"}]
+
+
+def _older_store_upgraded(path: str) -> dict[str, Any]:
+    """A store as stop 5's ferry made it (TTL on the event time only, ClickHouse's default part and
+    string layouts, no Seen column), holding rows; then opened by this ferry."""
+    from ferry.config.model import RetentionConfig
+    from ferry.store.chdb_store import ChdbStore
+
+    s = ChdbStore(Path(path))
+    s.setup(RetentionConfig())
+    old = "min_bytes_for_wide_part = 10485760, string_serialization_version = 'with_size_stream'"
+    for t in ("otel_logs", "otel_metrics_sum"):
+        s.conn().query(f"ALTER TABLE {t} MODIFY SETTING {old}")  # type: ignore[attr-defined]
+    s.conn().query("ALTER TABLE otel_logs MODIFY TTL toDateTime(Timestamp) + toIntervalDay(7)")  # type: ignore[attr-defined]
+    s.conn().query("ALTER TABLE otel_traces_trace_id_ts MODIFY TTL Start + toIntervalDay(7)")  # type: ignore[attr-defined]
+    s.conn().query("ALTER TABLE otel_traces_trace_id_ts DROP COLUMN Seen")  # type: ignore[attr-defined]
+    s.insert("otel_logs", _logs(["written by the older ferry"], time.time_ns()))
+    s.close()
+    s = ChdbStore(Path(path))
+    s.setup(RetentionConfig())
+    s.insert("otel_logs", _logs(["written after the upgrade"], time.time_ns()))
+    s.conn().query("OPTIMIZE TABLE otel_logs FINAL")  # type: ignore[attr-defined]
+    out = {
+        "engines": {str(r["name"]): str(r["engine_full"]) for r in s.query_rows("SELECT name, engine_full FROM system.tables")},
+        "bodies": sorted(str(r["Body"]) for r in s.query_rows("SELECT Body FROM otel_logs")),
+        "seen": [str(r["name"]) for r in s.query_rows("SELECT name FROM system.columns WHERE table = 'otel_traces_trace_id_ts' AND name = 'Seen'")],
+    }
+    s.close()
+    return out
+
+
+def test_a_store_made_by_an_older_ferry_takes_the_current_table_definitions(tmp_path: Path) -> None:
+    """Opening an older store applies today's TTL rule, table settings and added columns, and its rows survive."""
+    got = _in_child(_older_store_upgraded, str(tmp_path / "store"))
+    logs = got["engines"]["otel_logs"]
+    assert "greatest(Timestamp, IngestTime)" in logs
+    assert "min_bytes_for_wide_part = 67108864" in logs and "string_serialization_version = 'single_stream'" in logs
+    assert "string_serialization_version = 'single_stream'" in got["engines"]["otel_metrics_sum"]
+    assert got["seen"] == ["Seen"] and "greatest(Start, Seen)" in got["engines"]["otel_traces_trace_id_ts"]
+    assert got["bodies"] == ["written after the upgrade", "written by the older ferry"]
