@@ -47,6 +47,10 @@ def banner(cfg: FerryConfig, roles: Collection[str]) -> str:
     bus = cfg.bus.url or (f"private nats-server on 127.0.0.1:{cfg.bus.port}" if whole else bus_url(cfg))
     if "store" in roles:
         lines.append(f"Data is kept in {cfg.data_dir.resolve()}  (bus: {bus}; store: embedded ClickHouse)")
+        keep = cfg.store.retention
+        days = ", ".join(f"{name} {f'{n} d' if n else 'forever'}" for name, n in
+                         (("logs", keep.logs_days), ("traces", keep.traces_days), ("metrics", keep.metrics_days)))
+        lines.append(f"Retention: {days}  (store.retention)")
         lines.append("Try: ferry query 'error' --since 1h      Stop with Ctrl-C (in-flight data is drained).")
     else:
         lines.append(f"Bus: {bus}      Stop with Ctrl-C (in-flight data is drained).")

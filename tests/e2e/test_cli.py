@@ -31,7 +31,7 @@ def _send_syslog(ferry: FerryProcess, lines: list[str]) -> None:
 
 
 def test_banner_says_where_ferry_listens_and_keeps_data(ferry: FerryProcess) -> None:
-    """`ferry run` prints every listening address and the data directory in plain words."""
+    """`ferry run` prints every listening address, the data directory and its retention in plain words."""
     out = ferry.output()
     cfg = ferry.config
     assert f"OTLP gRPC      127.0.0.1:{cfg['receivers']['otlp']['grpc']['port']}" in out
@@ -39,6 +39,9 @@ def test_banner_says_where_ferry_listens_and_keeps_data(ferry: FerryProcess) -> 
     assert f"udp://127.0.0.1:{ferry.syslog_port}" in out and f"tcp://127.0.0.1:{ferry.syslog_port}" in out
     assert f"http://127.0.0.1:{cfg['api']['port']}" in out
     assert f"Data is kept in {ferry.data_dir.resolve()}" in out
+    keep = cfg.get("store", {}).get("retention", {})
+    assert (f"Retention: logs {keep.get('logs_days', 7)} d, traces {keep.get('traces_days', 7)} d, "
+            f"metrics {keep.get('metrics_days', 30)} d") in out
 
 
 def test_second_ferry_on_same_data_dir_is_refused_with_pid(ferry: FerryProcess) -> None:
