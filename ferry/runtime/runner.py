@@ -43,6 +43,8 @@ class StageRunner:
         # Until batches are seen, assume large ones so that the first fetch is small.
         self._rows_per_msg = 50_000.0
         self._bytes_per_msg = float(_FETCH_BYTES) / 4
+        # Whether the last gather held drained_min_rows: then this one is a burst's remainder.
+        self._in_burst = False
 
     async def start(self) -> None:
         for topic in inputs_of(self.stage.group):
@@ -81,7 +83,10 @@ class StageRunner:
         drained = False
         first_wait = 1.0
         while len(msgs) < policy.max_msgs and rows < policy.max_rows and not self._stopping.is_set():
-            early = drained and rows >= policy.drained_min_rows
+            # A small gather right after a large one is the end of a burst and goes out once the
+            # topic is drained too (it waited out max_wait_s, ~1 s, at the end of every burst); a
+            # trickle has no large gather, so it still makes one call per max_wait_s.
+            early = drained and (rows >= policy.drained_min_rows or self._in_burst)
             remaining = (min(deadline, drained_deadline) if early else deadline) - time.monotonic() if msgs else first_wait
             if remaining <= 0:
                 break
@@ -105,6 +110,8 @@ class StageRunner:
                 break
             if got:
                 drained = got[-1].metadata.num_pending == 0
+        if msgs:
+            self._in_burst = rows >= policy.drained_min_rows
         return msgs
 
     async def _loop(self, topic: Topic, sub: object) -> None:

@@ -143,6 +143,34 @@ def test_a_trickle_is_still_gathered_for_max_wait_s(tmp_path: Path) -> None:
     assert last >= 1.5, f"the trickle went out after {last:.1f}s, before max_wait_s (2 s)"
 
 
+async def _burst_with_a_remainder(tmp: Path, stage: Patient) -> float:
+    """A burst's full-size part (30 rows, drained_min_rows is 25), then its 10-row remainder:
+    seconds from the remainder's publish until the stage has it."""
+    async with _bus(tmp) as js:
+        runner = StageRunner(stage, js, tmp)
+        await runner.start()
+        await asyncio.sleep(0.5)
+        await publish(js, LOGGING, codec.Batch(pa.table({"Body": ["x"] * 30}), "logs", "otel_logs", "t", batch_id="big"))
+        t0 = time.monotonic()
+        while not stage.calls and time.monotonic() - t0 < 10:
+            await asyncio.sleep(0.02)
+        await publish(js, LOGGING, codec.Batch(pa.table({"Body": ["x"] * 10}), "logs", "otel_logs", "t", batch_id="rest"))
+        t1 = time.monotonic()
+        while len(stage.calls) < 2 and time.monotonic() - t1 < 30:
+            await asyncio.sleep(0.02)
+        took = time.monotonic() - t1
+        await runner.stop()
+        assert [sorted(b.batch_id for b in call) for call in stage.calls] == [["big"], ["rest"]]
+        return took
+
+
+def test_the_small_remainder_of_a_burst_goes_out_once_the_topic_is_drained(tmp_path: Path) -> None:
+    """After a gather that held drained_min_rows, a smaller one is the end of that burst: it goes
+    out drained_wait_s after it began (0.3 s), not after max_wait_s (20 s) like a trickle."""
+    took = asyncio.run(_burst_with_a_remainder(tmp_path, Patient()))
+    assert took < 3.0, f"the burst's remainder reached the stage after {took:.1f}s (max_wait_s is 20 s)"
+
+
 async def _with_a_malformed_message(tmp: Path) -> Recorder:
     async with _bus(tmp) as js:
         good = [codec.Batch(pa.table({"Body": ["x"] * 5}), "logs", "otel_logs", "t", batch_id=f"g{i}") for i in range(2)]
