@@ -82,8 +82,8 @@ class WriterConfig(_Section):
     max_wait_s: float = Field(1.0, description="Longest a batch waits before an insert.")
     drained_wait_s: float = Field(
         0.3,
-        description="Once nothing more is waiting on the bus and a tenth of max_rows is in hand, insert after "
-        "this long instead of max_wait_s.",
+        description="Once nothing more is waiting on the bus and a tenth of max_rows is in hand (or the insert "
+        "before held that many: a burst's remainder), insert after this long instead of max_wait_s.",
     )
     retries: int = Field(4, description="Insert attempts before a batch is spooled to disk.")
     backoff_s: float = Field(0.25, description="First retry delay; doubles each attempt.")
