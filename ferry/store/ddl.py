@@ -87,18 +87,17 @@ DEFERRED_INDEXES: dict[str, tuple[str, ...]] = {
 }
 
 
-def ttl_expr(column: str, days: int, received: str = "IngestTime") -> str | None:
-    """Retention of a table whose rows happen at `column` and reached ferry at `received`.
+def ttl_expr(table: str, days: int) -> str | None:
+    """Retention of `table`: rows are kept `days` from the later of when they happened and when
+    they reached ferry (_TTL_TIMES). A line stamped in the past (a device with a wrong clock, an
+    agent flushing a week-old buffer) lands and stays as long as a fresh one, instead of being
+    dropped by TTL within the very insert that stored it. None keeps forever."""
+    happened, received = _TTL_TIMES[table]
+    return f"toDateTime(greatest({happened}, {received})) + toIntervalDay({days})" if days > 0 else None
 
-    A row is kept `days` from the later of the two: a line stamped in the past (a device with a
-    wrong clock, an agent flushing a week-old buffer) lands and stays as long as a fresh one,
-    instead of being dropped by TTL within the very insert that stored it. None keeps forever.
-    """
-    return f"toDateTime(greatest({column}, {received})) + toIntervalDay({days})" if days > 0 else None
 
-
-def _ttl(column: str, days: int, received: str = "IngestTime") -> str:
-    expr = ttl_expr(column, days, received)
+def _ttl(table: str, days: int) -> str:
+    expr = ttl_expr(table, days)
     return f"TTL {expr}" if expr else ""
 
 
@@ -130,7 +129,7 @@ CREATE TABLE IF NOT EXISTS otel_logs (
 ) ENGINE = MergeTree
 PARTITION BY toStartOfHour(Timestamp)
 ORDER BY (Timestamp)
-{_ttl("Timestamp", days)}
+{_ttl("otel_logs", days)}
 {_SETTINGS}"""
 
 
@@ -168,7 +167,7 @@ CREATE TABLE IF NOT EXISTS otel_traces (
 ) ENGINE = MergeTree
 PARTITION BY toStartOfHour(Timestamp)
 ORDER BY (ServiceName, SpanName, toDateTime(Timestamp))
-{_ttl("Timestamp", days)}
+{_ttl("otel_traces", days)}
 {_SETTINGS}"""
 
 
@@ -185,7 +184,7 @@ CREATE TABLE IF NOT EXISTS otel_traces_trace_id_ts (
 ) ENGINE = MergeTree
 PARTITION BY toDate(Start)
 ORDER BY (TraceId, Start)
-{_ttl("Start", days, "Seen")}
+{_ttl("otel_traces_trace_id_ts", days)}
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1""",
         """
 CREATE MATERIALIZED VIEW IF NOT EXISTS otel_traces_trace_id_ts_mv TO otel_traces_trace_id_ts AS
@@ -272,7 +271,7 @@ CREATE TABLE IF NOT EXISTS {table} ({_METRIC_COMMON}{_METRIC_SPECIFIC[table]}{_F
 ) ENGINE = MergeTree
 PARTITION BY toDate(TimeUnix)
 ORDER BY (ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))
-{_ttl("TimeUnix", days)}
+{_ttl(table, days)}
 {_SETTINGS}"""
 
 
@@ -311,11 +310,19 @@ def ledger_ttl(days: int) -> str:
     return f"toDateTime(IngestTime) + toIntervalDay({max(days, 1) + 1})"
 
 
+# table -> (when its rows happened, when they reached ferry): what its retention counts from.
+_TTL_TIMES = {
+    "otel_logs": ("Timestamp", "IngestTime"),
+    "otel_traces": ("Timestamp", "IngestTime"),
+    "otel_traces_trace_id_ts": ("Start", "Seen"),
+    **{t: ("TimeUnix", "IngestTime") for t in _METRIC_SPECIFIC},
+}
+
+
 def retention(logs_days: int, traces_days: int, metrics_days: int) -> dict[str, str | None]:
     """table -> its TTL expression (None: kept forever); setup applies changes to existing tables."""
-    out = {"otel_logs": ttl_expr("Timestamp", logs_days), "otel_traces": ttl_expr("Timestamp", traces_days),
-           "otel_traces_trace_id_ts": ttl_expr("Start", traces_days, "Seen")}
-    out.update({t: ttl_expr("TimeUnix", metrics_days) for t in _METRIC_SPECIFIC})
+    days = {"otel_logs": logs_days, "otel_traces": traces_days, "otel_traces_trace_id_ts": traces_days}
+    out = {t: ttl_expr(t, days.get(t, metrics_days)) for t in _TTL_TIMES}
     out["ferry_batches"] = ledger_ttl(max(logs_days, traces_days, metrics_days))
     return out
 
