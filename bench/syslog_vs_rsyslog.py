@@ -140,6 +140,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of a live process by thread name (chDB names its threads by job: QueryPipeline
+    for inserts, MergeMutate for merges), digits stripped so pool members add up."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            head, _, rest = (task / "stat").read_text().partition(" (")
+            name, _, fields = rest.rpartition(")")
+        except OSError:
+            continue
+        name = name.rstrip("0123456789:_-") or "unnamed"
+        f = fields.split()
+        out[name] = out.get(name, 0.0) + (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
 def minor_faults(pid: int) -> int:
     """Page faults served without I/O: each one zeroes a fresh page, which is where memory an
     allocator gave back to the kernel and takes again shows up as CPU."""
@@ -358,6 +374,7 @@ def run_ferry(work: Path, payload: bytes, n: int, workers: int, timeout: float,
         inserts0 = _inserts(client.get("/metrics").text)
         cpu0 = {label: cpu_seconds(pid) for label, pid in pids.items()}
         faults0 = {label: minor_faults(pid) for label, pid in pids.items()}
+        threads0 = {label: thread_cpu(pid) for label, pid in pids.items() if label.startswith("store")}
         sender, q = start_sender(ferry.syslog_port, payload)
         if profile is not None:
             spies = _profile(pids, profile[1], profile[0])
@@ -386,6 +403,10 @@ def run_ferry(work: Path, payload: bytes, n: int, workers: int, timeout: float,
             time.sleep(0.05 if "written to store" in res.milestones else 0.1)
         cpu1 = {label: cpu_seconds(pid) for label, pid in pids.items()}
         res.faults = {label: minor_faults(pid) - faults0[label] for label, pid in pids.items()}
+        for label, before in threads0.items():
+            after = thread_cpu(pids[label])
+            busy = sorted(((k, v - before.get(k, 0.0)) for k, v in after.items()), key=lambda kv: -kv[1])
+            res.notes.append(f"{label} CPU s by thread: " + ", ".join(f"{k} {v:.2f}" for k, v in busy if v >= 0.01))
         t0, t1 = q.get(timeout=30)
         res.lines, res.seconds, res.send_seconds = stored, t_done - t0, t1 - t0
         res.milestones = {k: v - t0 for k, v in res.milestones.items()}

@@ -1,4 +1,4 @@
-"""Real syslog senders — util-linux `logger` and a private rsyslogd — deliver to ferry.
+"""Real syslog senders — util-linux `logger`, a private rsyslogd and a private syslog-ng — deliver to ferry.
 
 Every line lands parsed (facility, severity, host, app, procid, msgid, structured data, message)
 over UDP and TCP, newline and octet-counted framing; a line that fits no RFC lands intact.
@@ -19,6 +19,9 @@ from ferry.testing import FerryProcess, free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("logger") is None, reason="util-linux logger not installed")
 RSYSLOGD = shutil.which("rsyslogd") or ("/usr/sbin/rsyslogd" if Path("/usr/sbin/rsyslogd").exists() else None)
+# scripts/test unpacks syslog-ng beside the tree (Debian's package conflicts with rsyslog's).
+_UNPACKED_SYSLOG_NG = Path(__file__).resolve().parents[2] / ".cache/peers/bin/syslog-ng"
+SYSLOG_NG = str(_UNPACKED_SYSLOG_NG) if _UNPACKED_SYSLOG_NG.exists() else shutil.which("syslog-ng")
 
 
 def _logger(ferry: FerryProcess, *args: str) -> None:
@@ -149,6 +152,64 @@ ruleset(name="fwd") {{
             assert r["body"].strip() == f"via rsyslog {tok}"
             assert r["service"] == "relayed"
             assert r["attributes"]["syslog.facility"] == "daemon" and r["attributes"]["syslog.severity"] == "notice"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _wait_listening(proc: subprocess.Popen[bytes], port: int, name: str) -> None:
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert proc.poll() is None, f"{name} exited: " + proc.stdout.read().decode()  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, f"{name} did not start"
+            time.sleep(0.1)
+
+
+@pytest.mark.skipif(SYSLOG_NG is None, reason="syslog-ng not installed")
+def test_syslog_ng_forwarding_lands(ferry: FerryProcess, tmp_path: Path) -> None:
+    """A real syslog-ng relays one line to ferry three ways: its syslog() driver (RFC 5424, octet-
+    counted TCP), network() with syslog-protocol (RFC 5424, newline TCP) and network() over UDP
+    (RFC 3164). Each copy lands with the original header fields and the SD syslog-ng added."""
+    in_port = free_port()
+    tok = uuid.uuid4().hex[:12]
+    conf = tmp_path / "syslog-ng.conf"
+    conf.write_text(
+        f"""@version: 3.38
+options {{ keep-hostname(yes); chain-hostnames(no); stats-freq(0); }};
+source s_in {{ network(ip("127.0.0.1") port({in_port}) transport("tcp")); }};
+destination d_5424_octet {{ syslog("127.0.0.1" port({ferry.syslog_port}) transport("tcp") persist-name("octet")); }};
+destination d_5424_lf {{ network("127.0.0.1" port({ferry.syslog_port}) transport("tcp") flags(syslog-protocol) persist-name("lf")); }};
+destination d_3164_udp {{ network("127.0.0.1" port({ferry.syslog_port}) transport("udp")); }};
+rewrite r_sd {{ set("A-77" value(".SDATA.order@32473.id")); }};
+log {{ source(s_in); rewrite(r_sd); destination(d_5424_octet); destination(d_5424_lf); destination(d_3164_udp); }};
+"""
+    )
+    proc = subprocess.Popen(
+        [str(SYSLOG_NG), "-F", "--no-caps", "-f", str(conf), "-R", str(tmp_path / "persist"),
+         "-p", str(tmp_path / "pid"), "-c", str(tmp_path / "ctl")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_listening(proc, in_port, "syslog-ng")
+        subprocess.run(["logger", "-n", "127.0.0.1", "-P", str(in_port), "-T", "--rfc3164", "-p", "local4.err",
+                        "-t", "payments", "-i", f"card declined {tok}"], check=True, timeout=10)
+        rows = ferry.wait_for(lambda: (r := ferry.search(tok)) and len(r) >= 3 and r, timeout=30)
+        assert len(rows) == 3, rows
+        assert sorted(r["attributes"]["syslog.format"] for r in rows) == ["rfc3164", "rfc5424", "rfc5424"]
+        assert sorted(r["attributes"]["net.transport"] for r in rows) == ["tcp", "tcp", "udp"]
+        pids = {r["attributes"].get("syslog.procid") for r in rows}
+        assert len(pids) == 1 and pids.pop().isdigit(), rows
+        for r in rows:
+            assert r["body"].strip() == f"card declined {tok}"
+            assert r["service"] == "payments" and r["level"] == "ERROR"
+            assert r["attributes"]["syslog.facility"] == "local4" and r["attributes"]["syslog.severity"] == "err"
+            assert "syslog.parse_error" not in r["attributes"]
+        # Structured data that syslog-ng added on the way travels in both RFC 5424 copies.
+        assert sorted(r["attributes"].get("sd.order@32473.id", "-") for r in rows) == ["-", "A-77", "A-77"]
     finally:
         proc.terminate()
         proc.wait(10)
