@@ -5,6 +5,7 @@
     ├── DataDirInUse         another ferry process owns the data directory
     ├── RetryableError       the bus or store is unavailable or full: back off, retry, spool
     │   └── Backpressure     ferry is over a bound; the client should retry after `retry_after` s
+    │       └── DiskFull     the data directory's disk is under its free-space floor
     └── PermanentError       the same input will fail again
         ├── BadRequest       a whole request is malformed (HTTP 400 / gRPC INVALID_ARGUMENT)
         └── TooLarge         a request exceeds the size limit (HTTP 413)
@@ -39,6 +40,10 @@ class Backpressure(RetryableError):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+
+
+class DiskFull(Backpressure):
+    """The data directory's disk has less free space than `backpressure.min_free_disk_bytes`."""
 
 
 class PermanentError(FerryError):

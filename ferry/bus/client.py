@@ -12,12 +12,16 @@ import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from nats.js.errors import BadRequestError
+from nats.js.errors import APIError, BadRequestError
 
 from ferry.bus.topics import TOPICS
 from ferry.config.model import BusConfig, FerryConfig
+from ferry.errors import ConfigError
 
 log = logging.getLogger("ferry.bus")
+
+# JetStream's "insufficient storage resources available": the topic's limit does not fit its storage.
+_NO_STORAGE = 10047
 
 # Long enough for a writer to retry an insert several times before it spools; the runner also
 # sends in-progress acks while it works.
@@ -87,5 +91,13 @@ async def declare(js: JetStreamContext, cfg: BusConfig) -> None:
                 if attempt == 49:
                     raise
                 await asyncio.sleep(0.1)
+            except APIError as e:
+                if e.err_code != _NO_STORAGE:
+                    raise
+                raise ConfigError(
+                    f"the bus has no room for topic {name} (stream {topic.stream}) with bus.max_bytes_per_topic = "
+                    f"{cfg.max_bytes_per_topic:,} bytes ({e.description}): lower bus.max_bytes_per_topic, or give "
+                    "JetStream more storage (its max_file_store, or free disk)"
+                ) from e
         for group in topic.consumers:
             await js.add_consumer(topic.stream, consumer_config(group, name))

@@ -14,9 +14,17 @@ from pathlib import Path
 
 import httpx
 
+from ferry.bus.topics import TOPICS
 from ferry.config.model import BusConfig
-from ferry.errors import ConfigError, RetryableError
+from ferry.errors import ConfigError, DiskFull, RetryableError
+from ferry.runtime.disk import free_bytes, mib
 from ferry.runtime.procs import die_with_parent
+
+# The share of the data disk's room (free space plus what the bus already holds, less the
+# backpressure floor) that the bus may reserve for its topics; the rest is the store's.
+_BUS_SHARE = 0.5
+# A topic smaller than this many of the largest batches could not even buffer a short store outage.
+_MIN_BATCHES_PER_TOPIC = 4
 
 
 def binary() -> str:
@@ -29,7 +37,49 @@ def binary() -> str:
     return found
 
 
+def _bytes_under(path: Path) -> int:
+    total = 0
+    for p in path.rglob("*"):
+        try:
+            if p.is_file():
+                total += p.stat().st_size
+        except OSError:  # a file the running server just removed
+            pass
+    return total
+
+
+def fit_to_disk(cfg: BusConfig, data_dir: Path, min_free: int) -> tuple[BusConfig, str | None]:
+    """The bus settings to start with, and a warning when they had to shrink.
+
+    JetStream reserves each topic's whole `max_bytes_per_topic` when the topic is declared and
+    refuses a topic whose limit does not fit its storage, so 7 topics x 2 GiB would stop ferry from
+    starting on a disk with less than ~15 GiB free. The per-topic limit is lowered to fit half of the
+    room instead (topics only fill while the store lags; the other half is the store's), and ferry
+    refuses to start only when a topic could not hold even a few of the largest batches.
+    """
+    n = len(TOPICS)
+    room = free_bytes(data_dir) + _bytes_under(data_dir / "bus" / "js") - min_free
+    fits = int(max(room, 0) * _BUS_SHARE) // n
+    if fits >= cfg.max_bytes_per_topic:
+        return cfg, None
+    need = _MIN_BATCHES_PER_TOPIC * cfg.max_payload
+    if fits < need:
+        raise DiskFull(
+            f"not enough free disk for the bus in {data_dir}: {mib(free_bytes(data_dir))} free; ferry needs about "
+            f"{mib(n * need / _BUS_SHARE + min_free)} ({n} topics x {mib(need)}, as much again for the store, "
+            f"plus backpressure.min_free_disk_bytes = {mib(min_free)}). Free some space, or lower bus.max_payload."
+        )
+    warning = (
+        f"bus.max_bytes_per_topic lowered from {mib(cfg.max_bytes_per_topic)} to {mib(fits)} per topic to fit the "
+        f"free space of the disk holding {data_dir} (a topic only fills while the store lags)"
+    )
+    return cfg.model_copy(update={"max_bytes_per_topic": fits}), warning
+
+
 def write_config(cfg: BusConfig, data_dir: Path, host: str = "127.0.0.1") -> Path:
+    # JetStream checks a re-declared topic's limit against its storage as if the topic were new
+    # (every role declares them all at start), so the storage holds one topic more than there are.
+    max_file_store = (len(TOPICS) + 1) * cfg.max_bytes_per_topic
     bus_dir = data_dir / "bus"
     bus_dir.mkdir(parents=True, exist_ok=True)
     conf = bus_dir / "nats.conf"
@@ -40,6 +90,7 @@ http: {host}:{cfg.monitor_port}
 max_payload: {cfg.max_payload}
 jetstream {{
   store_dir: "{bus_dir / "js"}"
+  max_file_store: {max_file_store}
   sync_interval: always
 }}
 """
@@ -55,6 +106,9 @@ class NatsServer:
         self.data_dir = data_dir
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
+        self.log_path = data_dir / "bus" / "nats.log"
+        self._log_seen = 0
+        self._write_failed = False
 
     @property
     def url(self) -> str:
@@ -62,9 +116,10 @@ class NatsServer:
 
     def start(self, timeout: float = 15.0) -> None:
         conf = write_config(self.cfg, self.data_dir)
-        log = self.data_dir / "bus" / "nats.log"
+        self._log_seen = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self._write_failed = False
         self.proc = subprocess.Popen(
-            [binary(), "-c", str(conf), "-l", str(log)],
+            [binary(), "-c", str(conf), "-l", str(self.log_path)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -92,6 +147,25 @@ class NatsServer:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def write_failed(self) -> bool:
+        """Whether this server has logged a failed write to its file store since it started. A
+        stream that hit one (a full disk) stores nothing more until the server restarts, while the
+        server itself stays up and healthy-looking."""
+        if not self._write_failed and self.log_path.exists():
+            with open(self.log_path, "rb") as f:
+                f.seek(self._log_seen)
+                new = f.read()
+            # Up to the last complete line, so a line being written is read whole next time.
+            end = new.rfind(b"\n") + 1
+            self._log_seen += end
+            self._write_failed = b"critical write error" in new[:end].lower()
+        return self._write_failed
+
+    def restart(self) -> None:
+        self.stop()
+        self.restarts += 1
+        self.start()
 
     def ensure_running(self) -> bool:
         """Restart the server if it died; True when a restart happened."""

@@ -97,6 +97,12 @@ class ParserConfig(_Section):
 class BackpressureConfig(_Section):
     max_pending_batches: int = Field(2000, description="Unwritten batches on *_commit topics before receivers refuse.")
     retry_after_s: int = Field(2, description="Retry-After sent with 429 / RESOURCE_EXHAUSTED.")
+    min_free_disk_bytes: int = Field(
+        512 * 1024**2,
+        ge=0,
+        description="Receivers refuse (429, reason disk_full) while the data directory's disk has less free space "
+        "than this, so neither the bus nor the store runs out mid-write. 0 turns the check off.",
+    )
 
 
 class ApiConfig(_Section):

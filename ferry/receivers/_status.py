@@ -9,12 +9,14 @@ import logging
 
 import grpc
 
-from ferry.errors import Backpressure, BadRequest, FerryError, RetryableError, TooLarge
+from ferry.errors import Backpressure, BadRequest, DiskFull, FerryError, RetryableError, TooLarge
 
 log = logging.getLogger("ferry.receivers")
 
 # (HTTP status, gRPC code, refused-counter reason)
+# First match wins, so a subclass comes before its base.
 _TABLE: list[tuple[type[FerryError], int, grpc.StatusCode, str]] = [
+    (DiskFull, 429, grpc.StatusCode.RESOURCE_EXHAUSTED, "disk_full"),
     (Backpressure, 429, grpc.StatusCode.RESOURCE_EXHAUSTED, "backpressure"),
     (RetryableError, 503, grpc.StatusCode.UNAVAILABLE, "unavailable"),
     (TooLarge, 413, grpc.StatusCode.RESOURCE_EXHAUSTED, "too_large"),

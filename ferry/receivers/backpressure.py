@@ -1,7 +1,8 @@
-"""Tells receivers when to refuse: the bus is near its size limit or the writers lag too far.
+"""Tells receivers when to refuse: the data disk is nearly full, the bus is near its size limit or
+the writers lag too far.
 
-Checked in the background every 0.5 s from JetStream consumer and stream state, so the request
-path only reads a field.
+Checked in the background every 0.5 s (disk free space, JetStream consumer and stream state), so
+the request path only reads a field.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from nats.js import JetStreamContext
 
 from ferry.bus.topics import TOPICS
 from ferry.config.model import FerryConfig
-from ferry.errors import Backpressure
+from ferry.errors import Backpressure, DiskFull
+from ferry.runtime.disk import check_free
 
 log = logging.getLogger("ferry.backpressure")
 
@@ -23,10 +25,13 @@ class BackpressureMonitor:
         self.js = js
         self.cfg = cfg
         self.reason: str | None = None
+        self.disk_full: DiskFull | None = None
         self._task: asyncio.Task[None] | None = None
 
     def check(self) -> None:
-        """Raise Backpressure if ferry is over a bound right now."""
+        """Raise Backpressure (DiskFull for the disk) if ferry is over a bound right now."""
+        if self.disk_full is not None:
+            raise self.disk_full
         if self.reason is not None:
             raise Backpressure(self.reason, self.cfg.backpressure.retry_after_s)
 
@@ -38,7 +43,18 @@ class BackpressureMonitor:
             self._task.cancel()
 
     async def _run(self) -> None:
+        bp = self.cfg.backpressure
         while True:
+            # The disk first and on its own: a bus that ran out of space may not answer the probes below.
+            try:
+                check_free(self.cfg.data_dir, bp.min_free_disk_bytes, bp.retry_after_s)
+                if self.disk_full is not None:
+                    log.warning("disk space is back above backpressure.min_free_disk_bytes; taking data again")
+                self.disk_full = None
+            except DiskFull as e:
+                if self.disk_full is None:
+                    log.error("refusing data: %s", e)
+                self.disk_full = e
             try:
                 self.reason = await self._measure()
             except Exception as e:  # bus restarting: publishes will fail and say so themselves

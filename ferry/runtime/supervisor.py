@@ -17,9 +17,10 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from ferry.bus.client import bus_url, connect, declare
-from ferry.bus.server import NatsServer
+from ferry.bus.server import NatsServer, fit_to_disk
 from ferry.config.model import FerryConfig
-from ferry.errors import RetryableError
+from ferry.errors import DiskFull, RetryableError
+from ferry.runtime.disk import free_bytes
 from ferry.runtime.lock import DataDirLock
 from ferry.runtime.procs import die_with_parent
 
@@ -76,6 +77,7 @@ class Supervisor:
         self.children: list[Child] = []
         self._stop = False
         self.run_dir = self.data_dir / "run"
+        self._bus_restarted = 0.0
 
     # --- start ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -83,6 +85,13 @@ class Supervisor:
         shutil.rmtree(self.run_dir, ignore_errors=True)
         (self.run_dir / "prom").mkdir(parents=True)
         if self.cfg.bus.url is None:
+            try:
+                self.cfg.bus, warning = fit_to_disk(self.cfg.bus, self.data_dir, self.cfg.backpressure.min_free_disk_bytes)
+            except DiskFull:
+                self.lock.release()
+                raise
+            if warning:
+                self.say(f"ferry: {warning}")
             self.nats = NatsServer(self.cfg.bus, self.data_dir)
             self.nats.start()
         asyncio.run(self._declare())
@@ -146,11 +155,8 @@ class Supervisor:
     def watch(self) -> None:
         while not self._stop:
             time.sleep(0.25)
-            if self.nats is not None and not self.nats.alive():
-                self.say("nats-server died; restarting it")
-                self.nats.ensure_running()
-                # The store process publishes this file as ferry_bus_server_restarts_total.
-                (self.run_dir / "nats_restarts").write_text(str(self.nats.restarts))
+            if self.nats is not None:
+                self._watch_bus(self.nats)
             for c in self.children:
                 if not self._stop and c.proc is not None and c.proc.poll() is not None:
                     c.restarts += 1
@@ -159,6 +165,24 @@ class Supervisor:
                     time.sleep(min(0.5 * c.restarts, 5.0))
                     self._spawn(c)
         self.shutdown()
+
+    def _watch_bus(self, nats: NatsServer) -> None:
+        if not nats.alive():
+            self.say("nats-server died; restarting it")
+            nats.ensure_running()
+        elif nats.write_failed() and self._disk_has_room() and time.monotonic() - self._bus_restarted > 5.0:
+            # Until then receivers refuse with reason disk_full, and the bus keeps what it had.
+            self.say("nats-server failed to write to disk (it was full); restarting it now that there is room")
+            nats.restart()
+            self._bus_restarted = time.monotonic()
+        else:
+            return
+        # The store process publishes this file as ferry_bus_server_restarts_total.
+        (self.run_dir / "nats_restarts").write_text(str(nats.restarts))
+
+    def _disk_has_room(self) -> bool:
+        """Room for the bus to write again: the backpressure floor, and never less than a few batches."""
+        return free_bytes(self.data_dir) >= max(self.cfg.backpressure.min_free_disk_bytes, 4 * self.cfg.bus.max_payload)
 
     def shutdown(self) -> None:
         self.say("ferry: draining and stopping…")

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from ferry.testing import FerryProcess
+from ferry.testing.exactly_once import assert_exactly_once, stored_bodies
 from ferry.testing.otlp import logs_request
 
 PB = {"content-type": "application/x-protobuf"}
@@ -62,27 +63,6 @@ class Sender(threading.Thread):
                     time.sleep(0.05)
 
 
-def _stored(ferry: FerryProcess, tag: str) -> collections.Counter[str]:
-    rows = ferry.get("/api/v1/logs", q=tag, since="1d", limit=10000)["logs"]
-    return collections.Counter(r["body"] for r in rows)
-
-
-def _assert_exactly_once(ferry: FerryProcess, tag: str, acked: list[str], timeout: float = 90) -> None:
-    want = set(acked)
-
-    def settled() -> bool:
-        got = _stored(ferry, tag)
-        return want <= set(got)
-
-    ferry.wait_for(settled, timeout=timeout, interval=1)
-    time.sleep(2)  # any redelivery that would double a row has had time to land
-    got = _stored(ferry, tag)
-    missing = want - set(got)
-    doubled = {k: n for k, n in got.items() if n > 1}
-    assert not missing, f"{len(missing)} acknowledged records lost, e.g. {sorted(missing)[:3]}"
-    assert not doubled, f"{len(doubled)} records stored more than once, e.g. {list(doubled.items())[:3]}"
-
-
 def test_identical_retry_is_stored_once(ferry: FerryProcess) -> None:
     """An exporter that resends the identical request (its answer was lost) does not double the data."""
     tag = f"retry{uuid.uuid4().hex[:8]}"
@@ -108,7 +88,7 @@ def test_kill_9_under_load_loses_and_doubles_nothing(tmp_path: Path) -> None:
     assert 3000 <= len(s.acked) < 9000, f"the kill did not land mid-load ({len(s.acked)} acked)"
     f.start()
     try:
-        _assert_exactly_once(f, tag, s.acked)
+        assert_exactly_once(f, tag, s.acked)
     finally:
         assert f.stop() == 0
 
@@ -127,7 +107,7 @@ def test_nats_server_death_is_survived(tmp_path: Path) -> None:
         s.join(timeout=120)
         assert s.batch == 40, "ingest resumed after the bus came back and the sender finished"
         assert "nats-server died; restarting it" in f.output()
-        _assert_exactly_once(f, tag, s.acked)
+        assert_exactly_once(f, tag, s.acked)
         assert f.metric("ferry_bus_server_restarts_total") >= 1
     finally:
         assert f.stop() == 0
@@ -153,12 +133,12 @@ def test_store_failure_retries_spools_and_recovers_once(tmp_path: Path) -> None:
         f.wait_for(lambda: f.metric("ferry_spooled_batches_total") >= 1, timeout=30)
         assert f.metric("ferry_retried_batches_total", stage="writer", reason="store_unavailable") >= 1
         assert list((f.data_dir / "spool").glob("*/*.spool")), "spooled batches are on disk"
-        assert not _stored(f, tag), "nothing was stored while the store failed"
+        assert not stored_bodies(f, tag), "nothing was stored while the store failed"
         faults.write_text("")  # the store recovers
         fresh = [f"{tag} fresh-{i}" for i in range(50)]
         r = httpx.post(f"{f.otlp_http}/v1/logs", content=logs_request(fresh), headers=PB, timeout=10)
         assert r.status_code == 200
-        _assert_exactly_once(f, tag, acked + fresh, timeout=60)
+        assert_exactly_once(f, tag, acked + fresh, timeout=60)
         assert f.metric("ferry_spool_resubmitted_batches_total") >= 1
         f.wait_for(lambda: f.metric("ferry_spool_pending_batches") == 0, timeout=30)  # raises if it stays > 0
         assert not list((f.data_dir / "spool").glob("*/*.spool")), "the spool is empty after recovery"
@@ -236,6 +216,6 @@ def test_overload_backpressure_429_grpc_tcp_udp(tmp_path: Path) -> None:
         tcp.close()
 
         faults.write_text("")  # recovery: everything acknowledged drains into the store
-        _assert_exactly_once(f, tag, acked, timeout=90)
+        assert_exactly_once(f, tag, acked, timeout=90)
     finally:
         assert f.stop() == 0

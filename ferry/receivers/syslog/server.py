@@ -21,7 +21,7 @@ from ferry.bus import codec
 from ferry.bus.publish import publish
 from ferry.bus.topics import SYSLOG
 from ferry.config.model import FerryConfig
-from ferry.errors import FerryError
+from ferry.errors import DiskFull, FerryError
 from ferry.receivers.backpressure import BackpressureMonitor
 from ferry.receivers.syslog.framing import StreamFramer, split_datagram
 from ferry.schema import RAW_LINES
@@ -74,6 +74,9 @@ class LineBatcher:
         self._flush_lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
         self.blocked = asyncio.Event()  # set while the bus refuses our batches
+        # Why lines are held back: UDP datagrams that arrive while too many lines are held are
+        # dropped and counted under this reason.
+        self.held_because = "overload"
         self._paused: set[asyncio.Transport] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -157,6 +160,7 @@ class LineBatcher:
                     if not self.blocked.is_set():
                         log.warning("syslog: cannot ship %d lines (%s); pausing TCP reads", total, err)
                     self.blocked.set()
+                    self.held_because = "disk_full" if isinstance(err, DiskFull) else "overload"
                     metrics.retried.labels("syslog", "backpressure").inc()
                     batches = failed
                     await asyncio.sleep(0.5)
@@ -221,7 +225,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         lines = split_datagram(data)
         if self.batcher.over_high_water():
-            metrics.dropped.labels("syslog_udp", "overload").inc(len(lines))
+            metrics.dropped.labels("syslog_udp", self.batcher.held_because).inc(len(lines))
             return
         self.batcher.add(lines, f"{addr[0]}:{addr[1]}", "udp")
 

@@ -35,11 +35,15 @@ class Spool:
         meta = orjson.dumps(batch.headers())
         data = batch.payload()
         tmp = d / f".{batch.batch_id}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(len(meta).to_bytes(4, "big") + meta + data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, d / f"{batch.batch_id}.spool")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(len(meta).to_bytes(4, "big") + meta + data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, d / f"{batch.batch_id}.spool")
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
+            raise
         fd = os.open(d, os.O_RDONLY)
         try:
             os.fsync(fd)

@@ -77,8 +77,13 @@ class WriterStage:
                 metrics.deduplicated.labels(table).inc(skipped)
             return
         # Retries exhausted: park the batches on disk so the topic keeps flowing.
-        for b in group:
-            self.spool.put(table, b)
+        try:
+            for b in group:
+                self.spool.put(table, b)
+        except OSError as e:
+            # Most likely the same full disk that fails the store. The batches stay on the bus
+            # (not acknowledged) and come back after a backoff; a spooled one is deduplicated then.
+            raise RetryableError(f"store refused {len(group)} batches for {table} and the spool cannot take them: {e}") from e
         log.error("store refused %d batches for %s; spooled to %s", len(group), table, self.spool.root)
 
     async def close(self) -> None:
