@@ -41,8 +41,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         from ferry.runtime.lock import DataDirLock
         from ferry.runtime.memory import tune_allocators
+        from ferry.runtime.procs import raise_open_files_limit
 
         tune_allocators()
+        raise_open_files_limit()
         from ferry.runtime.roles import run_alone
 
         lock = DataDirLock(cfg.data_dir)

@@ -22,7 +22,7 @@ from ferry.config.model import FerryConfig
 from ferry.errors import DiskFull, RetryableError
 from ferry.runtime.disk import free_bytes
 from ferry.runtime.lock import DataDirLock
-from ferry.runtime.procs import die_with_parent
+from ferry.runtime.procs import die_with_parent, raise_open_files_limit
 
 ROLE_NAMES = ("ingest", "parser", "store")
 
@@ -203,6 +203,7 @@ class Supervisor:
 
 
 def run(cfg: FerryConfig) -> int:
+    raise_open_files_limit()
     sup = Supervisor(cfg, say=lambda s: print(s, flush=True))
     sup.install_signal_handlers()
     sup.start()

@@ -6,6 +6,7 @@ over UDP and TCP, newline and octet-counted framing; a line that fits no RFC lan
 
 from __future__ import annotations
 
+import resource
 import shutil
 import socket
 import subprocess
@@ -213,3 +214,33 @@ log {{ source(s_in); rewrite(r_sd); destination(d_5424_octet); destination(d_542
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_a_fleet_of_tcp_senders_beyond_the_default_open_files_limit(tmp_path: Path) -> None:
+    """600 hosts with a TCP connection each, held open at once, all land, even when ferry is started
+    with a soft open-files limit of 256 (Debian's default is 1024): ferry raises it to the hard limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip(f"the hard open-files limit here ({hard}) leaves no room to raise")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    try:
+        f = FerryProcess(tmp_path / "data").start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    conns: list[socket.socket] = []
+    try:
+        ingest = int((f.data_dir / "run" / "ingest-0.ready").read_text())
+        limits = Path(f"/proc/{ingest}/limits").read_text()
+        open_files = next(line for line in limits.splitlines() if line.startswith("Max open files")).split()
+        assert int(open_files[3]) > 256, limits
+        tag = uuid.uuid4().hex[:12]
+        for i in range(600):
+            c = socket.create_connection(("127.0.0.1", f.syslog_port), timeout=10)
+            c.sendall(f"<14>1 - host-{i} agent - - - {tag} from host-{i}\n".encode())
+            conns.append(c)
+        rows = f.wait_for(lambda: len(r := f.search(tag, limit=1000)) >= 600 and r, timeout=60)
+        assert sorted(r["resource"]["host.name"] for r in rows) == sorted(f"host-{i}" for i in range(600))
+    finally:
+        for c in conns:
+            c.close()
+        assert f.stop() == 0
