@@ -159,10 +159,14 @@ def build_app(store: ChdbStore, lag: Callable[[], Any] | None = None) -> Starlet
             "SELECT 'metric_points', (SELECT count() FROM otel_metrics_gauge) + (SELECT count() FROM otel_metrics_sum) "
             "+ (SELECT count() FROM otel_metrics_histogram)"
         )
+        # The store process measures the data disk with the bus gauges (runtime/roles.py).
+        disk = {name: int(value) for name, _, _, value in (lag() if lag else []) if name.startswith("ferry_data_disk_")}
         return {
             "pid": os.getppid(),
             "uptime_s": round(time.time() - started, 1),
             "stored": {r["signal"]: int(r["n"]) for r in counts},
+            "disk": {"free_bytes": disk.get("ferry_data_disk_free_bytes"),
+                     "min_free_bytes": disk.get("ferry_data_disk_min_free_bytes")},
         }
 
     async def prom(_: Request) -> Response:

@@ -16,6 +16,7 @@ from ferry.bus.topics import TOPICS
 from ferry.config.model import FerryConfig
 from ferry.errors import Backpressure, DiskFull
 from ferry.runtime.disk import check_free
+from ferry.telemetry import metrics
 
 log = logging.getLogger("ferry.backpressure")
 
@@ -59,6 +60,8 @@ class BackpressureMonitor:
                 self.reason = await self._measure()
             except Exception as e:  # bus restarting: publishes will fail and say so themselves
                 log.debug("backpressure probe failed: %r", e)
+            metrics.refusing.labels("disk_full").set(self.disk_full is not None)
+            metrics.refusing.labels("backpressure").set(self.reason is not None)
             await asyncio.sleep(0.5)
 
     async def _measure(self) -> str | None:

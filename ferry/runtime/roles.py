@@ -19,6 +19,7 @@ from ferry.bus.topics import TOPICS
 from ferry.config.model import FerryConfig
 from ferry.errors import ConfigError, RetryableError
 from ferry.runtime import readiness
+from ferry.runtime.disk import free_bytes
 from ferry.runtime.runner import StageRunner
 
 log = logging.getLogger("ferry.role")
@@ -147,8 +148,15 @@ async def run_store(cfg: FerryConfig) -> None:
     lag_cache: list[tuple[str, str, dict[str, str], float]] = []
 
     async def refresh_lag() -> None:
+        bp = cfg.backpressure
         while True:
-            out = []
+            # The disk first and on its own: it matters most when the bus is in trouble.
+            out = [
+                ("ferry_data_disk_free_bytes", "Free bytes on the data directory's disk.", {}, float(free_bytes(cfg.data_dir))),
+                ("ferry_data_disk_min_free_bytes", "Receivers refuse data below this (backpressure.min_free_disk_bytes).",
+                 {}, float(bp.min_free_disk_bytes)),
+            ]
+            lag_cache[:] = out + [entry for entry in lag_cache if not entry[0].startswith("ferry_data_disk")]
             try:
                 for topic in TOPICS.values():
                     for group in topic.consumers:

@@ -48,6 +48,12 @@ retried = Counter("ferry_retried_batches_total", "Retries of a failed operation.
 spooled = Counter("ferry_spooled_batches_total", "Batches written to the on-disk spool after retries failed.", ["table"])
 unspooled = Counter("ferry_spool_resubmitted_batches_total", "Spooled batches later inserted.", ["table"])
 spool_pending = Gauge("ferry_spool_pending_batches", "Batches waiting in the spool.", multiprocess_mode="livesum")
+refusing = Gauge(
+    "ferry_receivers_refusing",
+    "1 while receivers refuse new data for this reason (disk_full, backpressure), else 0.",
+    ["reason"],
+    multiprocess_mode="livemax",
+)
 indexed_late = Counter(
     "ferry_store_late_index_builds_total",
     "Partitions whose unmerged parts got their deferred skip indexes built after insert.",

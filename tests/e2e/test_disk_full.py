@@ -102,6 +102,10 @@ def test_nearly_full_disk_refuses_with_429_then_takes_data_again(small_disk: Pat
         assert refused.headers["Retry-After"] == "1"
         assert "min_free_disk_bytes" in refused.text
         assert f.metric("ferry_refused_records_total", reason="disk_full") >= 1
+        assert f.metric("ferry_receivers_refusing", reason="disk_full") == 1
+        disk = f.get("/api/v1/status")["disk"]
+        assert disk["min_free_bytes"] == 64 * MiB and disk["free_bytes"] < 64 * MiB, disk
+        assert f.metric("ferry_data_disk_free_bytes") < f.metric("ferry_data_disk_min_free_bytes")
 
         from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
         from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -127,6 +131,7 @@ def test_nearly_full_disk_refuses_with_429_then_takes_data_again(small_disk: Pat
         after = [f"{tag} after-{i}" for i in range(100)]
         r = f.wait_for(lambda: (r := _post(f, after)) is not None and r.status_code == 200 and r, timeout=15)
         acked += after
+        assert f.metric("ferry_receivers_refusing", reason="disk_full") == 0
         assert_exactly_once(f, tag, acked + tcp_bodies)
     finally:
         assert f.stop() == 0
