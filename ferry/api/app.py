@@ -159,14 +159,23 @@ def build_app(store: ChdbStore, lag: Callable[[], Any] | None = None) -> Starlet
             "SELECT 'metric_points', (SELECT count() FROM otel_metrics_gauge) + (SELECT count() FROM otel_metrics_sum) "
             "+ (SELECT count() FROM otel_metrics_histogram)"
         )
-        # The store process measures the data disk with the bus gauges (runtime/roles.py).
-        disk = {name: int(value) for name, _, _, value in (lag() if lag else []) if name.startswith("ferry_data_disk_")}
+        # The store process measures the data disk and the bus with its gauges (runtime/roles.py).
+        gauges = lag() if lag else []
+        disk = {name: int(value) for name, _, _, value in gauges if name.startswith("ferry_data_disk_")}
+        refusing, spool = await asyncio.to_thread(
+            lambda: (metrics.current("ferry_receivers_refusing"), metrics.current("ferry_spool_pending_batches"))
+        )
         return {
             "pid": os.getppid(),
             "uptime_s": round(time.time() - started, 1),
             "stored": {r["signal"]: int(r["n"]) for r in counts},
             "disk": {"free_bytes": disk.get("ferry_data_disk_free_bytes"),
                      "min_free_bytes": disk.get("ferry_data_disk_min_free_bytes")},
+            "refusing": sorted(labels["reason"] for labels, value in refusing if value),
+            "lag_batches": {f"{labels['group']}/{labels['topic']}": int(value)
+                            for name, _, labels, value in gauges if name == "ferry_consumer_lag_batches"},
+            "spool_pending_batches": int(sum(value for _, value in spool)),
+            "bus_restarts": int(next((v for name, _, _, v in gauges if name == "ferry_bus_server_restarts_total"), 0)),
         }
 
     async def prom(_: Request) -> Response:

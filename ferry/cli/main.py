@@ -126,6 +126,18 @@ def cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from ferry.cli import client, render
+
+    api = client.base_url(args.api)
+    data = client.get(api, "/api/v1/status")
+    if args.json:
+        print(orjson.dumps(data).decode())
+    else:
+        print("\n".join(render.status(api, data)))
+    return 1 if data.get("refusing") else 0
+
+
 def cmd_metrics(args: argparse.Namespace) -> int:
     from ferry.cli import client, render
 
@@ -183,6 +195,9 @@ def parser() -> argparse.ArgumentParser:
     tr = reader("trace", "print a trace's span tree with its log lines")
     tr.add_argument("trace_id")
     tr.set_defaults(fn=cmd_trace)
+
+    st = reader("status", "is ferry taking data? stored rows, disk, lag, spool (exit 1 while refusing)")
+    st.set_defaults(fn=cmd_status)
 
     m = reader("metrics", "print a metric's series")
     m.add_argument("name")

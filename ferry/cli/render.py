@@ -64,3 +64,40 @@ def trace_tree(data: dict[str, Any]) -> list[str]:
     for lg in orphans:
         out.append(f"   (no span) {ts(int(lg['time_ns']))} {(lg['level'] or '-').upper()}: {lg['body']}")
     return out
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:,.1f} {unit}" if unit != "B" else f"{n:.0f} B"
+        n /= 1024
+    return ""
+
+
+def _uptime(s: float) -> str:
+    s = int(s)
+    d, h, m = s // 86400, s // 3600 % 24, s // 60 % 60
+    return f"{d}d {h}h {m}m" if d else f"{h}h {m}m" if h else f"{m}m {s % 60}s"
+
+
+def status(api: str, data: dict[str, Any]) -> list[str]:
+    """`ferry status`: one line per concern, the one needing action first."""
+    stored = data.get("stored", {})
+    disk = data.get("disk") or {}
+    refusing = data.get("refusing") or []
+    lag = data.get("lag_batches") or {}
+    lines = [f"ferry at {api}, up {_uptime(data.get('uptime_s', 0))} (pid {data.get('pid')})"]
+    lines.append("receivers  " + (f"REFUSING data: {', '.join(refusing)}" if refusing else "taking data"))
+    if disk.get("free_bytes") is not None:
+        floor = disk.get("min_free_bytes") or 0
+        low = " — UNDER THE FLOOR" if floor and disk["free_bytes"] < floor else ""
+        lines.append(f"disk       {_size(disk['free_bytes'])} free on the data disk; receivers refuse under "
+                     f"{_size(floor)} (backpressure.min_free_disk_bytes){low}")
+    lines.append(f"stored     logs {stored.get('logs', 0):,}   spans {stored.get('spans', 0):,}   "
+                 f"metric points {stored.get('metric_points', 0):,}")
+    behind = {k: v for k, v in lag.items() if v}
+    lines.append("lag        " + (", ".join(f"{k} {v:,} batches" for k, v in sorted(behind.items())) if behind
+                                  else "none (every consumer group is caught up)"))
+    lines.append(f"spool      {data.get('spool_pending_batches', 0):,} batches waiting for the store")
+    lines.append(f"bus        {data.get('bus_restarts', 0)} nats-server restarts")
+    return lines

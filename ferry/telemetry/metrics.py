@@ -83,15 +83,22 @@ class CallbackCollector(Collector):
         return list(families.values())
 
 
-def render(extra: Collector | None = None) -> bytes:
-    """The /metrics page: every process's counters plus scrape-time gauges."""
+def _registry() -> CollectorRegistry:
+    """Every process's series (multiprocess files) under `ferry run`, else this process's own."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-    else:
-        from prometheus_client import REGISTRY as registry  # type: ignore[assignment]
+        return registry
+    from prometheus_client import REGISTRY
+
+    return REGISTRY
+
+
+def render(extra: Collector | None = None) -> bytes:
+    """The /metrics page: every process's counters plus scrape-time gauges."""
+    registry = _registry()
     if extra is not None:
         registry.register(extra)
         try:
@@ -99,6 +106,11 @@ def render(extra: Collector | None = None) -> bytes:
         finally:
             registry.unregister(extra)
     return generate_latest(registry)
+
+
+def current(name: str) -> list[tuple[dict[str, str], float]]:
+    """(labels, value) of every series of one metric, summed (or max'd, per its mode) over processes."""
+    return [(s.labels, s.value) for fam in _registry().collect() for s in fam.samples if s.name == name]
 
 
 def app(ready: Callable[[], bool]) -> Starlette:
@@ -136,10 +148,14 @@ def declare(role: str) -> None:
         for s in _SIGNALS:
             for r in _OTLP:
                 received.labels(s, r)
-                for reason in ("malformed", "too_large", "backpressure", "unavailable", "internal", "invalid_trace_id", "invalid_span_id"):
+                for reason in ("malformed", "too_large", "backpressure", "disk_full", "unavailable", "internal",
+                               "invalid_trace_id", "invalid_span_id"):
                     refused.labels(s, r, reason)
         received.labels("logs", "syslog")
         dropped.labels("syslog_udp", "overload")
+        dropped.labels("syslog_udp", "disk_full")
+        refusing.labels("disk_full").set(0)
+        refusing.labels("backpressure").set(0)
         dropped.labels("syslog", "truncated")
         retried.labels("syslog", "backpressure")
         retried.labels("publish", "bus_unavailable")

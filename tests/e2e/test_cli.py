@@ -203,3 +203,19 @@ def test_metrics_command_prints_series(ferry: FerryProcess) -> None:
     lines = r.stdout.splitlines()
     b = lines.index(next(x for x in lines if "gauge service=worker {'q': 'b'}" in x))
     assert r.returncode == 0 and lines[b + 1].split()[-1] == "100"
+
+
+def test_status_says_ferry_is_taking_data(ferry: FerryProcess) -> None:
+    """`ferry status` answers "is ferry taking data?" first, then disk, rows, lag, spool; exit 0 when healthy."""
+    _send_syslog(ferry, [f"<14>1 - h app - - - status-check {uuid.uuid4().hex[:8]}"])
+    ferry.wait_for(lambda: ferry.sql_count("logs") >= 1)
+    r = ferry_cli("status", api=ferry.api)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith(f"ferry at {ferry.api}, up ")
+    assert lines[1] == "receivers  taking data"
+    assert "free on the data disk; receivers refuse under 512.0 MiB" in lines[2]
+    assert lines[3].startswith("stored     logs ") and " 0" not in lines[3].split("spans")[0]
+    data = orjson.loads(ferry_cli("status", "--json", api=ferry.api).stdout)
+    assert data["refusing"] == [] and data["stored"]["logs"] >= 1 and data["disk"]["free_bytes"] > 0
+    assert set(data["lag_batches"]) >= {"parser/syslog", "writer/log_commit"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -106,6 +107,9 @@ def test_nearly_full_disk_refuses_with_429_then_takes_data_again(small_disk: Pat
         disk = f.get("/api/v1/status")["disk"]
         assert disk["min_free_bytes"] == 64 * MiB and disk["free_bytes"] < 64 * MiB, disk
         assert f.metric("ferry_data_disk_free_bytes") < f.metric("ferry_data_disk_min_free_bytes")
+        cli = subprocess.run([sys.executable, "-m", "ferry", "status", "--api", f.api], capture_output=True, text=True, timeout=60)
+        assert cli.returncode == 1, "ferry status fails while receivers refuse"
+        assert "receivers  REFUSING data: disk_full" in cli.stdout and "UNDER THE FLOOR" in cli.stdout, cli.stdout
 
         from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
         from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
