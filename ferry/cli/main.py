@@ -41,6 +41,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         from ferry.runtime.lock import DataDirLock
         from ferry.runtime.memory import tune_allocators
+        from ferry.runtime.ports import check_free as check_ports_free
         from ferry.runtime.procs import raise_open_files_limit
 
         tune_allocators()
@@ -51,6 +52,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.role == "store":  # only the store owns files in the data dir
             lock.acquire()
         try:
+            check_ports_free(cfg, [args.role], private_bus=False)
             asyncio.run(run_alone(args.role, cfg, say=lambda s: print(s, flush=True)))
         finally:
             lock.release()

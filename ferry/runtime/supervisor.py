@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from ferry.bus.client import bus_url, connect, declare
 from ferry.bus.server import NatsServer, fit_to_disk
 from ferry.config.model import FerryConfig
-from ferry.errors import DiskFull, RetryableError
+from ferry.errors import ConfigError, DiskFull, RetryableError
 from ferry.runtime.disk import free_bytes
 from ferry.runtime.lock import DataDirLock
+from ferry.runtime.ports import check_free as check_ports_free
 from ferry.runtime.procs import die_with_parent, raise_open_files_limit
 
 ROLE_NAMES = ("ingest", "parser", "store")
@@ -82,6 +83,11 @@ class Supervisor:
     # --- start ---------------------------------------------------------------------------------
     def start(self) -> None:
         self.lock.acquire()
+        try:
+            check_ports_free(self.cfg, ROLE_NAMES, private_bus=self.cfg.bus.url is None)
+        except ConfigError:
+            self.lock.release()
+            raise
         shutil.rmtree(self.run_dir, ignore_errors=True)
         (self.run_dir / "prom").mkdir(parents=True)
         if self.cfg.bus.url is None:

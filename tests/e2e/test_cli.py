@@ -219,3 +219,31 @@ def test_status_says_ferry_is_taking_data(ferry: FerryProcess) -> None:
     data = orjson.loads(ferry_cli("status", "--json", api=ferry.api).stdout)
     assert data["refusing"] == [] and data["stored"]["logs"] >= 1 and data["disk"]["free_bytes"] > 0
     assert set(data["lag_batches"]) >= {"parser/syslog", "writer/log_commit"}
+
+
+def test_taken_port_is_named_with_its_setting(tmp_path: Path) -> None:
+    """A port another program holds stops `ferry run` at once with the setting to change, exit 2,
+    instead of sharing the port (receivers bind with SO_REUSEPORT) or a traceback from a child."""
+    import socket
+
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # as another ferry's receiver would
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    try:
+        f = FerryProcess(tmp_path / "data", config={"receivers": {"otlp": {"http": {"port": port}}}})
+        t0 = time.monotonic()
+        try:
+            f.start(timeout=60)
+            f.stop()
+            raise AssertionError("ferry started on a port another program holds")
+        except RuntimeError as e:
+            msg = str(e)
+        assert time.monotonic() - t0 < 20
+        assert "ferry exited with 2" in msg
+        assert f"receivers.otlp.http.port: tcp port {port} on 127.0.0.1 is already in use by another program" in msg
+        assert "Traceback" not in msg
+        assert not (tmp_path / "data" / "bus" / "js").exists(), "nothing was started"
+    finally:
+        holder.close()

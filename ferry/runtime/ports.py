@@ -1,0 +1,75 @@
+"""Before ferry starts anything: every port it is configured to listen on must be free.
+
+Receivers bind with SO_REUSEPORT so that their worker processes share ports, and Linux lets any
+other process of the same user do the same: a second ferry (or another program) on the same port
+would silently take part of the traffic. A plain bind here fails while anything holds the port,
+and the error names the setting to change.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import time
+from collections.abc import Collection
+
+from ferry.config.model import FerryConfig
+from ferry.errors import ConfigError
+
+
+def configured(cfg: FerryConfig, roles: Collection[str], private_bus: bool) -> list[tuple[str, int, int]]:
+    """(setting, socket type, port) for every listener the given roles (and the private bus) open."""
+    r = cfg.receivers
+    out: list[tuple[str, int, int]] = []
+    if private_bus:
+        out += [("bus.port", socket.SOCK_STREAM, cfg.bus.port), ("bus.monitor_port", socket.SOCK_STREAM, cfg.bus.monitor_port)]
+    if "ingest" in roles:
+        if r.otlp.grpc.enabled:
+            out.append(("receivers.otlp.grpc.port", socket.SOCK_STREAM, r.otlp.grpc.port))
+        if r.otlp.http.enabled:
+            out.append(("receivers.otlp.http.port", socket.SOCK_STREAM, r.otlp.http.port))
+        if r.syslog.enabled:
+            out.append(("receivers.syslog.tcp_port", socket.SOCK_STREAM, r.syslog.tcp_port))
+            out.append(("receivers.syslog.udp_port", socket.SOCK_DGRAM, r.syslog.udp_port))
+    if "store" in roles:
+        out.append(("api.port", socket.SOCK_STREAM, cfg.api.port))
+    return out
+
+
+def check_free(cfg: FerryConfig, roles: Collection[str], private_bus: bool, wait_s: float = 5.0) -> None:
+    """Raise ConfigError naming every configured port that is taken (or used twice in the config).
+
+    A taken port gets `wait_s` to come free first: right after a crash, the old ferry's role
+    processes may still be exiting (they die with their supervisor, but not in the same instant).
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        problems = _problems(cfg, roles, private_bus)
+        if not problems or time.monotonic() > deadline or any("is also" in p for p in problems):
+            break
+        time.sleep(0.2)
+    if problems:
+        raise ConfigError("cannot listen where configured:\n  " + "\n  ".join(problems)
+                          + "\nStop what holds the port, or set another port in the config.")
+
+
+def _problems(cfg: FerryConfig, roles: Collection[str], private_bus: bool) -> list[str]:
+    problems: list[str] = []
+    seen: dict[tuple[int, int], str] = {}
+    for key, kind, port in configured(cfg, roles, private_bus):
+        proto = "tcp" if kind == socket.SOCK_STREAM else "udp"
+        other = seen.setdefault((kind, port), key)
+        if other != key:
+            problems.append(f"{key}: {proto} port {port} is also {other}")
+            continue
+        s = socket.socket(socket.AF_INET, kind)
+        try:
+            # SO_REUSEADDR only so a port a stopped ferry left in TIME_WAIT counts as free.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((cfg.listen, port))
+        except OSError as e:
+            why = "is already in use by another program" if e.errno == errno.EADDRINUSE else f"cannot be bound ({e.strerror})"
+            problems.append(f"{key}: {proto} port {port} on {cfg.listen} {why}")
+        finally:
+            s.close()
+    return problems
