@@ -88,6 +88,9 @@ def write_config(cfg: BusConfig, data_dir: Path, host: str = "127.0.0.1") -> Pat
 listen: {host}:{cfg.port}
 http: {host}:{cfg.monitor_port}
 max_payload: {cfg.max_payload}
+# nats.log is rotated: a bus that keeps failing must not fill the disk with its complaints.
+logfile_size_limit: 16MB
+logfile_max_num: 3
 jetstream {{
   store_dir: "{bus_dir / "js"}"
   max_file_store: {max_file_store}
@@ -153,6 +156,8 @@ class NatsServer:
         stream that hit one (a full disk) stores nothing more until the server restarts, while the
         server itself stays up and healthy-looking."""
         if not self._write_failed and self.log_path.exists():
+            if self.log_path.stat().st_size < self._log_seen:  # rotated: the new file starts over
+                self._log_seen = 0
             with open(self.log_path, "rb") as f:
                 f.seek(self._log_seen)
                 new = f.read()
