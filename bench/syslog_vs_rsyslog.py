@@ -10,6 +10,7 @@ import multiprocessing as mp
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -94,7 +95,8 @@ def octet_counted(lines: list[bytes]) -> bytes:
 
 
 def _send(port: int, payload: bytes, q: Any) -> None:
-    """Runs in a forked process: one TCP connection, sendall in chunks, report monotonic start/end."""
+    """Runs in a forked process: one TCP connection, sendall in chunks, report monotonic start/end
+    and the CPU it used (the sender shares the two cores with the receiver under test)."""
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
         view = memoryview(payload)
@@ -103,7 +105,8 @@ def _send(port: int, payload: bytes, q: Any) -> None:
             s.sendall(view[off : off + CHUNK])
         t1 = time.monotonic()
         s.shutdown(socket.SHUT_WR)
-    q.put((t0, t1))
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    q.put((t0, t1, r.ru_utime + r.ru_stime))
 
 
 def start_sender(port: int, payload: bytes) -> tuple[mp.process.BaseProcess, Any]:
@@ -201,6 +204,7 @@ class Result:
     lines: int = 0
     seconds: float = 0.0
     send_seconds: float = 0.0
+    sender_cpu_s: float = 0.0
     wire_bytes: int = 0
     rss_kb: dict[str, int] = field(default_factory=dict)
     cpu_s: dict[str, float] = field(default_factory=dict)
@@ -279,7 +283,7 @@ ruleset(name="bench") {{
         cpu0 = cpu_seconds(proc.pid)
         sender, q = start_sender(port, payload)
         seen, pos, t_done = _file_lines(out, w + n, timeout, pos, seen)
-        t0, t1 = q.get(timeout=30)
+        t0, t1, res.sender_cpu_s = q.get(timeout=30)
         res.lines, res.seconds, res.send_seconds = seen - w, t_done - t0, t1 - t0
         res.rss_kb["rsyslogd"] = vm_hwm_kb(proc.pid)
         res.cpu_s["rsyslogd"] = cpu_seconds(proc.pid) - cpu0
@@ -407,7 +411,7 @@ def run_ferry(work: Path, payload: bytes, n: int, workers: int, timeout: float,
             after = thread_cpu(pids[label])
             busy = sorted(((k, v - before.get(k, 0.0)) for k, v in after.items()), key=lambda kv: -kv[1])
             res.notes.append(f"{label} CPU s by thread: " + ", ".join(f"{k} {v:.2f}" for k, v in busy if v >= 0.01))
-        t0, t1 = q.get(timeout=30)
+        t0, t1, res.sender_cpu_s = q.get(timeout=30)
         res.lines, res.seconds, res.send_seconds = stored, t_done - t0, t1 - t0
         res.milestones = {k: v - t0 for k, v in res.milestones.items()}
         res.cpu_s = {label: cpu1[label] - cpu0[label] for label in pids}
@@ -458,7 +462,7 @@ def report(results: list[Result], n: int, payload: bytes, warmup: int) -> None:
         parts = ", ".join(f"{k} {v / 1024:.1f}" for k, v in sorted(r.rss_kb.items()))
         print(f"  {r.name} VmHWM MB: {parts}")
         cpu = ", ".join(f"{k} {v:.1f}" for k, v in sorted(r.cpu_s.items()))
-        print(f"  {r.name} CPU s during the run: {cpu} (total {sum(r.cpu_s.values()):.1f})")
+        print(f"  {r.name} CPU s during the run: {cpu} (total {sum(r.cpu_s.values()):.1f}; the sender {r.sender_cpu_s:.1f})")
         if r.faults:
             faults = ", ".join(f"{k} {v / 1000:.0f}k" for k, v in sorted(r.faults.items()))
             print(f"  {r.name} minor page faults during the run: {faults}")
