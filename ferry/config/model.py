@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Section(BaseModel):
@@ -67,9 +67,22 @@ class RetentionConfig(_Section):
 
 
 class StoreConfig(_Section):
-    url: str | None = Field(None, description="ClickHouse server URL; unset = embedded chDB in the data dir.")
+    url: str | None = Field(
+        None,
+        description="Reserved for a ClickHouse server store; not supported yet (ferry stores into embedded chDB).",
+    )
     retention: RetentionConfig = RetentionConfig()
     max_memory_bytes: int = Field(4 * 1024**3, description="chDB memory cap for queries and merges.")
+    @field_validator("url")
+    @classmethod
+    def _no_server_store_yet(cls, v: str | None) -> str | None:
+        # Refused rather than ignored: a store setting that silently does nothing would send
+        # every row to the embedded store while the operator believes it goes to their cluster.
+        if v is not None:
+            raise ValueError("a ClickHouse server store is not supported yet; remove store.url "
+                             "(ferry keeps its data in embedded chDB under data_dir/store)")
+        return v
+
     index_after_s: float = Field(
         10.0,
         description="Inserts leave the full-text and attribute indexes to merges; a part no merge has "

@@ -60,6 +60,11 @@ def test_bad_config_names_key_and_line(tmp_path: Path) -> None:
         assert r.returncode == 2, r.stderr
         assert "receivers.syslog.udp_prot (line 4): unknown key" in r.stderr
         assert "receivers.syslog.tcp_port (line 5)" in r.stderr
+    # A setting for something not built yet is refused, not ignored: rows would quietly go elsewhere.
+    server = tmp_path / "server.yaml"
+    server.write_text("store:\n  url: http://clickhouse:8123\n")
+    r = ferry_cli("config", "check", "--config", str(server))
+    assert r.returncode == 2 and "store.url (line 2)" in r.stderr and "not supported yet" in r.stderr
     good = tmp_path / "good.yaml"
     good.write_text("api:\n  port: 9999\n")
     r = ferry_cli("config", "check", "--config", str(good))
