@@ -132,7 +132,11 @@ class MetricsConfig(_Section):
 
 class FerryConfig(_Section):
     data_dir: Path = Field(Path("./ferry-data"), description="Where the bus and the store keep data.")
-    listen: str = Field("127.0.0.1", description="Address every receiver, the API and the metrics page bind to.")
+    listen: str = Field(
+        "127.0.0.1",
+        description="Address every receiver, the API and the metrics page bind to: IPv4 or IPv6 "
+        "(0.0.0.0 for every IPv4 interface; :: for every interface, IPv4 clients included).",
+    )
     tenant: str = Field("default", description="Tenant stamped on data that names none.")
     bus: BusConfig = BusConfig()
     receivers: ReceiversConfig = ReceiversConfig()

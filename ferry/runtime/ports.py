@@ -15,6 +15,7 @@ from collections.abc import Collection
 
 from ferry.config.model import FerryConfig
 from ferry.errors import ConfigError
+from ferry.runtime.sockets import listening
 
 
 def configured(cfg: FerryConfig, roles: Collection[str], private_bus: bool) -> list[tuple[str, int, int]]:
@@ -62,14 +63,11 @@ def _problems(cfg: FerryConfig, roles: Collection[str], private_bus: bool) -> li
         if other != key:
             problems.append(f"{key}: {proto} port {port} is also {other}")
             continue
-        s = socket.socket(socket.AF_INET, kind)
         try:
-            # SO_REUSEADDR only so a port a stopped ferry left in TIME_WAIT counts as free.
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((cfg.listen, port))
+            # No SO_REUSEPORT: this bind must fail while anything holds the port. (SO_REUSEADDR,
+            # which listening() sets, only lets a port a stopped ferry left in TIME_WAIT count as free.)
+            listening(kind, cfg.listen, port, reuse_port=False).close()
         except OSError as e:
             why = "is already in use by another program" if e.errno == errno.EADDRINUSE else f"cannot be bound ({e.strerror})"
             problems.append(f"{key}: {proto} port {port} on {cfg.listen} {why}")
-        finally:
-            s.close()
     return problems

@@ -21,6 +21,7 @@ from ferry.errors import ConfigError, RetryableError
 from ferry.runtime import readiness
 from ferry.runtime.disk import free_bytes
 from ferry.runtime.runner import StageRunner
+from ferry.runtime.sockets import host_port, listening
 
 log = logging.getLogger("ferry.role")
 
@@ -40,17 +41,6 @@ def _stop_event() -> asyncio.Event:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, ev.set)
     return ev
-
-
-def _tcp_socket(host: str, port: int, reuse_port: bool = True) -> socket.socket:
-    # IPPROTO_TCP, not 0: asyncio only sets TCP_NODELAY on sockets that say they are TCP, and
-    # without it every keep-alive response waits ~40 ms for a delayed ACK.
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:  # receiver workers share their ports
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    s.bind((host, port))
-    return s
 
 
 def _uvicorn(app: object, sock: socket.socket, limit: int | None = None) -> uvicorn.Server:
@@ -83,7 +73,7 @@ async def run_ingest(cfg: FerryConfig) -> None:
     listeners: Iterable[object] = []
     rc = cfg.receivers
     if rc.otlp.http.enabled:
-        sock = _tcp_socket(cfg.listen, rc.otlp.http.port)
+        sock = listening(socket.SOCK_STREAM, cfg.listen, rc.otlp.http.port)
         http_server = _uvicorn(http.build_app(js, cfg, monitor), sock, rc.max_inflight_requests * 4)
         tasks.append(asyncio.create_task(http_server.serve(sockets=[sock])))
     if rc.otlp.grpc.enabled:
@@ -174,7 +164,7 @@ async def run_store(cfg: FerryConfig) -> None:
             await asyncio.sleep(1.0)
 
     lag_task = asyncio.create_task(refresh_lag())
-    sock = _tcp_socket(cfg.listen, cfg.api.port)
+    sock = listening(socket.SOCK_STREAM, cfg.listen, cfg.api.port)
     api = _uvicorn(build_app(store, lambda: list(lag_cache)), sock)
     api_task = asyncio.create_task(api.serve(sockets=[sock]))
     while not api.started and not api_task.done():
@@ -210,9 +200,9 @@ async def run_alone(role: str, cfg: FerryConfig, say: Callable[[str], None] = pr
         try:
             # No SO_REUSEPORT: two processes on one port would each answer a share of the scrapes
             # with only their own counters; a clash must fail instead.
-            sock = _tcp_socket(host, port, reuse_port=False)
+            sock = listening(socket.SOCK_STREAM, host, port, reuse_port=False)
         except OSError as e:
-            raise ConfigError(f"cannot listen on {host}:{port} for /metrics ({e.strerror}); set metrics.port") from None
+            raise ConfigError(f"cannot listen on {host_port(host, port)} for /metrics ({e.strerror}); set metrics.port") from None
         server = _uvicorn(metrics.app(lambda: readiness.is_ready(role)), sock)
         # Started before the role and stopped after it, so that a drain can be watched too.
         serving = asyncio.create_task(server.serve(sockets=[sock]))
@@ -221,7 +211,7 @@ async def run_alone(role: str, cfg: FerryConfig, say: Callable[[str], None] = pr
         while not task.done() and not (readiness.is_ready(role) and (server is None or server.started)):
             if serving is not None and serving.done():  # uvicorn gave up at start-up; it logged why
                 task.cancel()
-                raise RetryableError(f"the /metrics server on {cfg.listen}:{cfg.metrics.port} did not start")
+                raise RetryableError(f"the /metrics server on {host_port(cfg.listen, cfg.metrics.port)} did not start")
             await asyncio.sleep(0.05)
         if not task.done():
             say(banner(cfg, (role,)))

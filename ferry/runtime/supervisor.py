@@ -24,6 +24,7 @@ from ferry.runtime.disk import free_bytes
 from ferry.runtime.lock import DataDirLock
 from ferry.runtime.ports import check_free as check_ports_free
 from ferry.runtime.procs import die_with_parent, raise_open_files_limit
+from ferry.runtime.sockets import host_port
 
 ROLE_NAMES = ("ingest", "parser", "store")
 
@@ -31,20 +32,23 @@ ROLE_NAMES = ("ingest", "parser", "store")
 def banner(cfg: FerryConfig, roles: Collection[str]) -> str:
     """Where `ferry run` (every role) or `ferry run --role NAME` (one) listens, one line a listener."""
     r = cfg.receivers
-    host = cfg.listen
+
+    def at(port: int) -> str:
+        return host_port(cfg.listen, port)
+
     whole = set(roles) >= set(ROLE_NAMES)
     lines = ["ferry is running. It listens on:" if whole else f"ferry is running (role {', '.join(roles)}). It listens on:"]
     if "ingest" in roles:
         if r.otlp.grpc.enabled:
-            lines.append(f"  OTLP gRPC      {host}:{r.otlp.grpc.port}")
+            lines.append(f"  OTLP gRPC      {at(r.otlp.grpc.port)}")
         if r.otlp.http.enabled:
-            lines.append(f"  OTLP HTTP      http://{host}:{r.otlp.http.port}  (/v1/logs, /v1/traces, /v1/metrics)")
+            lines.append(f"  OTLP HTTP      http://{at(r.otlp.http.port)}  (/v1/logs, /v1/traces, /v1/metrics)")
         if r.syslog.enabled:
-            lines.append(f"  syslog         udp://{host}:{r.syslog.udp_port}  tcp://{host}:{r.syslog.tcp_port}")
+            lines.append(f"  syslog         udp://{at(r.syslog.udp_port)}  tcp://{at(r.syslog.tcp_port)}")
     if "store" in roles:
-        lines.append(f"  API + metrics  http://{host}:{cfg.api.port}  (/api/v1/..., /metrics)")
+        lines.append(f"  API + metrics  http://{at(cfg.api.port)}  (/api/v1/..., /metrics)")
     else:  # no store API on this host to serve /metrics: the role serves its own (roles.run_alone)
-        lines.append(f"  metrics        http://{host}:{cfg.metrics.port}  (/metrics, /healthz)")
+        lines.append(f"  metrics        http://{at(cfg.metrics.port)}  (/metrics, /healthz)")
     # Only the supervisor starts a private nats-server; a lone role connects to where it would be.
     bus = cfg.bus.url or (f"private nats-server on 127.0.0.1:{cfg.bus.port}" if whole else bus_url(cfg))
     if "store" in roles:

@@ -19,6 +19,7 @@ import httpx
 import yaml
 
 from ferry.runtime.procs import die_with_parent
+from ferry.runtime.sockets import host_port
 
 
 def free_port(udp_too: bool = False) -> int:
@@ -69,17 +70,20 @@ class FerryProcess:
         self._offset = 0
 
     # addresses
+    def _at(self, port: int) -> str:
+        return host_port(self.config.get("listen", "127.0.0.1"), port)
+
     @property
     def api(self) -> str:
-        return f"http://127.0.0.1:{self.config['api']['port']}"
+        return f"http://{self._at(self.config['api']['port'])}"
 
     @property
     def otlp_http(self) -> str:
-        return f"http://127.0.0.1:{self.config['receivers']['otlp']['http']['port']}"
+        return f"http://{self._at(self.config['receivers']['otlp']['http']['port'])}"
 
     @property
     def otlp_grpc(self) -> str:
-        return f"127.0.0.1:{self.config['receivers']['otlp']['grpc']['port']}"
+        return self._at(self.config["receivers"]["otlp"]["grpc"]["port"])
 
     @property
     def syslog_port(self) -> int:

@@ -191,3 +191,26 @@ def test_parts_no_merge_reaches_get_their_search_index(tmp_path: Path) -> None:
         assert [r["body"] for r in f.search(f"{tag} payment")] == [f"{tag} PaymentService refused"]
     finally:
         assert f.stop() == 0
+
+
+def test_listens_on_ipv6(tmp_path: Path) -> None:
+    """`listen: "::1"`: OTLP/HTTP, syslog (a real `logger` over IPv6) and the API all answer there,
+    the banner writes the addresses bracketed, and a peer address is kept as [::1]:port."""
+    f = FerryProcess(tmp_path / "data", config={"listen": "::1"}).start()
+    try:
+        assert f"OTLP HTTP      http://[::1]:{f.config['receivers']['otlp']['http']['port']}" in f.output()
+        tag = f"v6{uuid.uuid4().hex[:8]}"
+        r = httpx.post(f"{f.otlp_http}/v1/logs", content=logs_request([f"{tag} otlp"]),
+                       headers={"content-type": "application/x-protobuf"}, timeout=10)
+        assert r.status_code == 200
+        for transport in ("-T", "-d"):
+            subprocess.run(["logger", "-n", "::1", "-P", str(f.syslog_port), transport, "--rfc3164", "-t", "v6app",
+                            f"{tag} syslog{transport}"], check=True, timeout=10)
+        rows = f.wait_for(lambda: len(r := f.search(tag)) >= 3 and r, timeout=30)
+        peers = sorted(r["attributes"]["net.peer"] for r in rows if r["service"] == "v6app")
+        assert len(peers) == 2 and all(p.startswith("[::1]:") for p in peers), peers
+        r = subprocess.run([sys.executable, "-m", "ferry", "query", tag, "--api", f.api, "--json"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and len(r.stdout.splitlines()) == 3
+    finally:
+        assert f.stop() == 0

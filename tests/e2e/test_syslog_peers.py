@@ -112,6 +112,18 @@ def test_many_lines_over_one_tcp_connection_all_land(ferry: FerryProcess) -> Non
     assert count() == 20000, "every line once: none lost, none twice"
 
 
+def _wait_listening(proc: subprocess.Popen[bytes], port: int, name: str) -> None:
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert proc.poll() is None, f"{name} exited: " + proc.stdout.read().decode()  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, f"{name} did not start"
+            time.sleep(0.1)
+
+
 @pytest.mark.skipif(RSYSLOGD is None, reason="rsyslog not installed")
 def test_rsyslog_forwarding_lands(ferry: FerryProcess, tmp_path: Path) -> None:
     """A real rsyslogd relays lines to ferry over TCP (octet-counted RFC 5424) and over UDP."""
@@ -135,15 +147,7 @@ ruleset(name="fwd") {{
     proc = subprocess.Popen([str(RSYSLOGD), "-n", "-f", str(conf), "-i", str(tmp_path / "rsyslog.pid")],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", in_port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "rsyslogd did not start"
-                assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
-                time.sleep(0.1)
+        _wait_listening(proc, in_port, "rsyslogd")
         subprocess.run(["logger", "-n", "127.0.0.1", "-P", str(in_port), "-T", "--rfc3164", "-p", "daemon.notice",
                         "-t", "relayed", f"via rsyslog {tok}"], check=True, timeout=10)
         rows = ferry.wait_for(lambda: (r := ferry.search(tok)) and len(r) >= 2 and r, timeout=30)
@@ -156,18 +160,6 @@ ruleset(name="fwd") {{
     finally:
         proc.terminate()
         proc.wait(10)
-
-
-def _wait_listening(proc: subprocess.Popen[bytes], port: int, name: str) -> None:
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            assert proc.poll() is None, f"{name} exited: " + proc.stdout.read().decode()  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, f"{name} did not start"
-            time.sleep(0.1)
 
 
 @pytest.mark.skipif(SYSLOG_NG is None, reason="syslog-ng not installed")

@@ -22,6 +22,7 @@ from ferry.receivers.backpressure import BackpressureMonitor
 from ferry.receivers.otlp import decode
 from ferry.receivers.otlp._publish import publish_decoded, refuse_all
 from ferry.receivers.otlp.http import _response
+from ferry.runtime.sockets import host_port
 
 _SERVICES = {
     "logs": ("opentelemetry.proto.collector.logs.v1.LogsService", decode.decode_logs),
@@ -67,5 +68,5 @@ def build_server(js: JetStreamContext, cfg: FerryConfig, monitor: BackpressureMo
     for signal, (service, _) in _SERVICES.items():
         handler = grpc.method_handlers_generic_handler(service, {"Export": _export_handler(signal, js, cfg, monitor)})
         server.add_generic_rpc_handlers((handler,))
-    server.add_insecure_port(f"{cfg.listen}:{cfg.receivers.otlp.grpc.port}")
+    server.add_insecure_port(host_port(cfg.listen, cfg.receivers.otlp.grpc.port))
     return server

@@ -24,6 +24,7 @@ from ferry.config.model import FerryConfig
 from ferry.errors import DiskFull, FerryError
 from ferry.receivers.backpressure import BackpressureMonitor
 from ferry.receivers.syslog.framing import StreamFramer, split_datagram
+from ferry.runtime.sockets import host_port, listening
 from ferry.schema import RAW_LINES
 from ferry.telemetry import metrics
 
@@ -199,7 +200,7 @@ class _TcpProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         host, port = transport.get_extra_info("peername")[:2]
-        self.peer = f"{host}:{port}"
+        self.peer = host_port(host, port)
 
     def data_received(self, data: bytes) -> None:
         before = self.framer.truncated
@@ -227,18 +228,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         if self.batcher.over_high_water():
             metrics.dropped.labels("syslog_udp", self.batcher.held_because).inc(len(lines))
             return
-        self.batcher.add(lines, f"{addr[0]}:{addr[1]}", "udp")
-
-
-def _reuse_socket(kind: int, host: str, port: int) -> socket.socket:
-    proto = socket.IPPROTO_TCP if kind == socket.SOCK_STREAM else socket.IPPROTO_UDP
-    s = socket.socket(socket.AF_INET, kind, proto)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # several receiver processes share a port
-    if kind == socket.SOCK_DGRAM:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
-    s.bind((host, port))
-    return s
+        self.batcher.add(lines, host_port(addr[0], addr[1]), "udp")
 
 
 async def start(js: JetStreamContext, cfg: FerryConfig, monitor: BackpressureMonitor) -> tuple[LineBatcher, list[object]]:
@@ -246,8 +236,8 @@ async def start(js: JetStreamContext, cfg: FerryConfig, monitor: BackpressureMon
     batcher = LineBatcher(js, cfg, monitor)
     batcher.start()
     loop = asyncio.get_running_loop()
-    tcp_sock = _reuse_socket(socket.SOCK_STREAM, cfg.listen, sc.tcp_port)
+    tcp_sock = listening(socket.SOCK_STREAM, cfg.listen, sc.tcp_port)
     tcp = await loop.create_server(lambda: _TcpProtocol(batcher, sc.max_message_bytes), sock=tcp_sock, backlog=512)
-    udp_sock = _reuse_socket(socket.SOCK_DGRAM, cfg.listen, sc.udp_port)
+    udp_sock = listening(socket.SOCK_DGRAM, cfg.listen, sc.udp_port, rcvbuf=8 * 1024 * 1024)
     udp, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(batcher), sock=udp_sock)
     return batcher, [tcp, udp]
