@@ -73,6 +73,13 @@ class StoreConfig(_Section):
     )
     retention: RetentionConfig = RetentionConfig()
     max_memory_bytes: int = Field(4 * 1024**3, description="chDB memory cap for queries and merges.")
+    max_bytes: int = Field(
+        0,
+        ge=0,
+        description="Disk the store may take; above it the oldest time partitions (hours of logs and traces, "
+        "days of metrics) are dropped and counted. 0 = no limit (retention by age only).",
+    )
+    size_check_s: float = Field(30.0, gt=0, description="How often the store's size is checked against max_bytes.")
     @field_validator("url")
     @classmethod
     def _no_server_store_yet(cls, v: str | None) -> str | None:

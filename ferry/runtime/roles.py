@@ -134,6 +134,10 @@ async def run_store(cfg: FerryConfig) -> None:
     background = [spool_task]
     if store.defer_indexes:
         background.append(asyncio.create_task(keep_indexes(store, cfg.store.index_after_s)))
+    if cfg.store.max_bytes:
+        from ferry.store.size_cap import keep_under
+
+        background.append(asyncio.create_task(keep_under(store, cfg.store.max_bytes, cfg.store.size_check_s)))
 
     lag_cache: list[tuple[str, str, dict[str, str], float]] = []
 

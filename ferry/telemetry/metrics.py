@@ -164,6 +164,7 @@ def declare(role: str) -> None:
         retried.labels("parser", "unavailable")
         dropped.labels("parser", "quarantined")
     elif role == "store":
+        dropped.labels("store", "size_limit")
         for t in _TABLES:
             written.labels(t)
             deduplicated.labels(t)

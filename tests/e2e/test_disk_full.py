@@ -177,3 +177,32 @@ def test_too_little_disk_to_start_is_a_clear_error(small_disk: Path) -> None:
     assert "ferry exited with 1" in msg
     assert "not enough free disk for the bus" in msg and "min_free_disk_bytes" in msg
     assert "Traceback" not in msg
+
+
+def test_store_over_max_bytes_drops_its_oldest_hours_first(tmp_path: Path) -> None:
+    """With `store.max_bytes` set, a store that outgrows it loses its oldest hours, never the
+    current one, and every dropped row is counted."""
+    limit = 4 * MiB
+    f = FerryProcess(tmp_path / "data", config={"store": {"max_bytes": limit, "size_check_s": 1}}).start()
+    try:
+        tag = f"cap{uuid.uuid4().hex[:8]}"
+        hour = 3600 * 10**9
+        now = time.time_ns()
+        per_hour = 2000  # ~1 MiB a part on disk: random text does not compress much
+        for h in range(5, -1, -1):  # five hours ago .. now
+            bodies = [f"{tag} h{h} {i} {os.urandom(256).hex()}" for i in range(per_hour)]
+            r = httpx.post(f"{f.otlp_http}/v1/logs", content=logs_request(bodies, time_ns=now - h * hour), headers=PB, timeout=30)
+            assert r.status_code == 200
+
+        def hours_left() -> set[int]:
+            rows = f.get("/api/v1/logs/count", q=tag, since="1d")["count"]
+            assert rows <= 6 * per_hour
+            return {h for h in range(6) if f.get("/api/v1/logs/count", q=f"{tag} h{h}", since="1d")["count"]}
+
+        f.wait_for(lambda: f.metric("ferry_dropped_records_total", receiver="store", reason="size_limit") > 0, timeout=60)
+        left = f.wait_for(lambda: (s := hours_left()) and len(s) < 6 and s, timeout=30)
+        assert 0 in left, "the current hour is never dropped"
+        assert left == set(range(max(left) + 1)), f"only the oldest hours go: {sorted(left)} left"
+        assert f.metric("ferry_dropped_records_total", receiver="store", reason="size_limit") == (6 - len(left)) * per_hour
+    finally:
+        assert f.stop() == 0
