@@ -20,7 +20,7 @@ from ferry.bus.client import bus_url, connect, declare
 from ferry.bus.server import NatsServer, fit_to_disk
 from ferry.config.model import FerryConfig
 from ferry.errors import ConfigError, DiskFull, RetryableError
-from ferry.runtime.disk import free_bytes
+from ferry.runtime.disk import free_bytes, mib
 from ferry.runtime.lock import DataDirLock
 from ferry.runtime.ports import check_free as check_ports_free
 from ferry.runtime.procs import die_with_parent, raise_open_files_limit
@@ -56,7 +56,8 @@ def banner(cfg: FerryConfig, roles: Collection[str]) -> str:
         keep = cfg.store.retention
         days = ", ".join(f"{name} {f'{n} d' if n else 'forever'}" for name, n in
                          (("logs", keep.logs_days), ("traces", keep.traces_days), ("metrics", keep.metrics_days)))
-        lines.append(f"Retention: {days}  (store.retention)")
+        cap = f"; at most {mib(cfg.store.max_bytes)} on disk (store.max_bytes)" if cfg.store.max_bytes else ""
+        lines.append(f"Retention: {days}  (store.retention){cap}")
         lines.append("Try: ferry query 'error' --since 1h      Stop with Ctrl-C (in-flight data is drained).")
     else:
         lines.append(f"Bus: {bus}      Stop with Ctrl-C (in-flight data is drained).")

@@ -185,6 +185,7 @@ def test_store_over_max_bytes_drops_its_oldest_hours_first(tmp_path: Path) -> No
     limit = 4 * MiB
     f = FerryProcess(tmp_path / "data", config={"store": {"max_bytes": limit, "size_check_s": 1}}).start()
     try:
+        assert "at most 4 MiB on disk (store.max_bytes)" in f.output()
         tag = f"cap{uuid.uuid4().hex[:8]}"
         hour = 3600 * 10**9
         now = time.time_ns()
