@@ -126,7 +126,8 @@ def _wait_listening(proc: subprocess.Popen[bytes], port: int, name: str) -> None
 
 @pytest.mark.skipif(RSYSLOGD is None, reason="rsyslog not installed")
 def test_rsyslog_forwarding_lands(ferry: FerryProcess, tmp_path: Path) -> None:
-    """A real rsyslogd relays lines to ferry over TCP (octet-counted RFC 5424) and over UDP."""
+    """A real rsyslogd relays lines to ferry over TCP (octet-counted RFC 5424), over UDP (classic
+    3164) and over TCP in RSYSLOG_ForwardFormat (3164 with an RFC 3339 timestamp)."""
     in_port = free_port()
     tok = uuid.uuid4().hex[:12]
     conf = tmp_path / "rsyslog.conf"
@@ -141,6 +142,8 @@ ruleset(name="fwd") {{
          template="RSYSLOG_SyslogProtocol23Format" TCP_Framing="octet-counted")
   action(type="omfwd" target="127.0.0.1" port="{ferry.syslog_port}" protocol="udp"
          template="RSYSLOG_TraditionalForwardFormat")
+  action(type="omfwd" target="127.0.0.1" port="{ferry.syslog_port}" protocol="tcp"
+         template="RSYSLOG_ForwardFormat")
 }}
 """
     )
@@ -150,9 +153,9 @@ ruleset(name="fwd") {{
         _wait_listening(proc, in_port, "rsyslogd")
         subprocess.run(["logger", "-n", "127.0.0.1", "-P", str(in_port), "-T", "--rfc3164", "-p", "daemon.notice",
                         "-t", "relayed", f"via rsyslog {tok}"], check=True, timeout=10)
-        rows = ferry.wait_for(lambda: (r := ferry.search(tok)) and len(r) >= 2 and r, timeout=30)
+        rows = ferry.wait_for(lambda: (r := ferry.search(tok)) and len(r) >= 3 and r, timeout=30)
         formats = sorted(r["attributes"].get("syslog.format") for r in rows)
-        assert formats == ["rfc3164", "rfc5424"]
+        assert formats == ["rfc3164", "rfc3164", "rfc5424"]
         for r in rows:
             assert r["body"].strip() == f"via rsyslog {tok}"
             assert r["service"] == "relayed"

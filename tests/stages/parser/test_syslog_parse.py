@@ -325,6 +325,38 @@ def test_rfc3164_without_pri() -> None:
     assert (row["SeverityNumber"], row["SeverityText"]) == (10, "INFO")
 
 
+def test_rfc3164_with_rfc3339_timestamp_as_rsyslog_forwardformat() -> None:
+    """rsyslog's RSYSLOG_ForwardFormat: a 3164 line whose timestamp is RFC 3339 with a fraction and offset."""
+    row = one("<30>2025-03-01T13:00:00.123456+01:00 web-1 nginx[123]: GET / 200")
+    assert row["Timestamp"] == dt.datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    assert row["ResourceAttributes"]["host.name"] == "web-1" and row["ServiceName"] == "nginx"
+    assert row["LogAttributes"]["syslog.procid"] == "123" and row["LogAttributes"]["syslog.format"] == "rfc3164"
+    assert row["Body"] == "GET / 200" and "syslog.parse_error" not in row["LogAttributes"]
+
+
+def test_rfc3164_with_year_and_fraction() -> None:
+    """Devices that add the year and sub-second digits to the classic timestamp."""
+    rows = parse(["<13>Feb 27 2024 10:00:00 host app: with year", "<13>Feb 28 11:59:58.25 host app: with fraction"])
+    assert rows[0]["Timestamp"] == dt.datetime(2024, 2, 27, 10, 0, 0, tzinfo=UTC)
+    assert rows[1]["Timestamp"] == dt.datetime(2025, 2, 28, 11, 59, 58, 250000, tzinfo=UTC)
+    assert [r["Body"] for r in rows] == ["with year", "with fraction"]
+
+
+def test_cisco_ios_sequence_number_and_clock_marks() -> None:
+    """Cisco IOS: `seq: *time: %FAC-SEV-MNEMONIC: text`. The mnemonic is the app, the host comes
+    from the peer, and `*` (clock never set) puts the line at ReceivedAt, `.` (not synced) keeps its time."""
+    rows = parse([
+        "<189>123: *Mar  1 18:46:11.123: %SYS-5-CONFIG_I: Configured from console by vty0",
+        "<187>124: .Feb 28 18:46:11.5: %LINK-3-UPDOWN: Interface Gi0/1, changed state to down",
+    ])
+    assert [r["ServiceName"] for r in rows] == ["%SYS-5-CONFIG_I", "%LINK-3-UPDOWN"]
+    assert [r["Body"] for r in rows] == ["Configured from console by vty0", "Interface Gi0/1, changed state to down"]
+    assert rows[0]["Timestamp"] == RECEIVED
+    assert rows[1]["Timestamp"] == dt.datetime(2025, 2, 28, 18, 46, 11, 500000, tzinfo=UTC)
+    assert [r["LogAttributes"]["syslog.severity"] for r in rows] == ["notice", "err"]
+    assert all(r["ResourceAttributes"]["host.name"] == "192.0.2.7" for r in rows)
+
+
 def test_rfc3164_message_keeps_whitespace() -> None:
     """Body is the MSG exactly as sent, leading indentation and trailing spaces included."""
     row = one("<6>Jul 27 14:41:57 combo kernel:   DMA zone: 4096 pages ")
@@ -335,26 +367,30 @@ def test_rfc3164_message_keeps_whitespace() -> None:
 
 
 @pytest.mark.parametrize(
-    ("line", "reason"),
+    ("line", "reason", "pri"),
     [
-        ("hello world", "not RFC 5424 or RFC 3164"),
-        ("", "empty line"),
-        ("<13>just a message", "not RFC 5424 or RFC 3164"),
-        ("<192>Oct 11 22:14:15 host app: PRI out of range", "not RFC 5424 or RFC 3164"),
-        ("<013>Oct 11 22:14:15 host app: leading zero in PRI", "not RFC 5424 or RFC 3164"),
-        ("Jun 14 15:16:01 combo text without a tag", "not RFC 5424 or RFC 3164"),
-        ("<14>1 - - - - - x SD is not - or [...]", "malformed RFC 5424 header or STRUCTURED-DATA"),
-        ("  \t<13>Oct 11 22:14:15 host app: leading blanks", "not RFC 5424 or RFC 3164"),
+        ("hello world", "not RFC 5424 or RFC 3164", None),
+        ("", "empty line", None),
+        ("<13>just a message", "not RFC 5424 or RFC 3164", ("user", "notice", 10, "INFO")),
+        ("<192>Oct 11 22:14:15 host app: PRI out of range", "not RFC 5424 or RFC 3164", None),
+        ("<013>Oct 11 22:14:15 host app: leading zero in PRI", "not RFC 5424 or RFC 3164", None),
+        ("Jun 14 15:16:01 combo text without a tag", "not RFC 5424 or RFC 3164", None),
+        ("<11>1 - - - - - x SD is not - or [...]", "malformed RFC 5424 header or STRUCTURED-DATA", ("user", "err", 17, "ERROR")),
+        ("  \t<13>Oct 11 22:14:15 host app: leading blanks", "not RFC 5424 or RFC 3164", None),
     ],
 )
-def test_unparseable_lines_land_intact(line: str, reason: str) -> None:
-    """A line that is neither format keeps its whole text, ReceivedAt and a parse_error reason."""
+def test_unparseable_lines_land_intact(line: str, reason: str, pri: tuple[str, str, int, str] | None) -> None:
+    """A line that is neither format keeps its whole text, ReceivedAt and a parse_error reason; a
+    valid PRI in front still gives it its facility and severity, so `level:error` finds it."""
     row = one(line, transport="tcp")
     assert row["Body"] == line
     assert row["Timestamp"] == RECEIVED
-    assert (row["SeverityNumber"], row["SeverityText"], row["ServiceName"]) == (0, "", "")
+    assert row["ServiceName"] == ""
     assert row["ResourceAttributes"] == {}
+    facility = {"syslog.facility": pri[0], "syslog.severity": pri[1]} if pri else {}
+    assert (row["SeverityNumber"], row["SeverityText"]) == ((pri[2], pri[3]) if pri else (0, ""))
     assert row["LogAttributes"] == {
+        **facility,
         "syslog.format": "unknown",
         "syslog.parse_error": reason,
         "net.peer": PEER,
