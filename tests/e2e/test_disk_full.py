@@ -7,6 +7,8 @@ Each test puts the data directory on a small tmpfs of its own (needs root to mou
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,7 +21,7 @@ import grpc
 import httpx
 import pytest
 
-from ferry.testing import FerryProcess
+from ferry.testing import FerryProcess, free_port
 from ferry.testing.exactly_once import assert_exactly_once
 from ferry.testing.otlp import logs_request
 
@@ -206,4 +208,54 @@ def test_store_over_max_bytes_drops_its_oldest_hours_first(tmp_path: Path) -> No
         assert left == set(range(max(left) + 1)), f"only the oldest hours go: {sorted(left)} left"
         assert f.metric("ferry_dropped_records_total", receiver="store", reason="size_limit") == (6 - len(left)) * per_hour
     finally:
+        assert f.stop() == 0
+
+
+# scripts/test unpacks Prometheus beside the tree (installing the package would start a service).
+_UNPACKED_PROMETHEUS = Path(__file__).resolve().parents[2] / ".cache/peers/bin/prometheus"
+PROMETHEUS = str(_UNPACKED_PROMETHEUS) if _UNPACKED_PROMETHEUS.exists() else shutil.which("prometheus")
+ALERTS = Path(__file__).resolve().parents[2] / "docs" / "ferry-alerts.yml"
+
+
+@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus not installed")
+def test_prometheus_scrapes_ferry_and_the_shipped_alert_fires_on_a_full_disk(small_disk: Path, tmp_path: Path) -> None:
+    """A real Prometheus scrapes ferry's /metrics and evaluates docs/ferry-alerts.yml: when the
+    disk fills, FerryRefusingData and FerryDiskNearlyFull fire (their `for:` shortened to 0s here)."""
+    f = FerryProcess(small_disk / "data", config={"backpressure": {"min_free_disk_bytes": 64 * MiB}}).start()
+    rules = tmp_path / "rules.yml"
+    rules.write_text(re.sub(r"(?m)^(\s+)for: .*$", r"\1for: 0s", ALERTS.read_text()))
+    port = free_port()
+    conf = tmp_path / "prometheus.yml"
+    conf.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"rule_files: [{rules}]\n"
+        f"scrape_configs: [{{job_name: ferry, static_configs: [{{targets: ['127.0.0.1:{f.config['api']['port']}']}}]}}]\n"
+    )
+    prom = subprocess.Popen(
+        [str(PROMETHEUS), f"--config.file={conf}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )
+    api = f"http://127.0.0.1:{port}/api/v1"
+
+    def query(q: str) -> list[dict]:  # type: ignore[type-arg]
+        return httpx.get(f"{api}/query", params={"query": q}, timeout=5).json()["data"]["result"]
+
+    def firing() -> dict[str, str]:
+        alerts = httpx.get(f"{api}/alerts", timeout=5).json()["data"]["alerts"]
+        return {a["labels"]["alertname"]: a["labels"].get("reason", "") for a in alerts if a["state"] == "firing"}
+
+    try:
+        up = f.wait_for(lambda: query('up{job="ferry"}'), timeout=30)
+        assert up[0]["value"][1] == "1", "Prometheus parses ferry's /metrics page"
+        assert float(f.wait_for(lambda: query("ferry_data_disk_free_bytes"))[0]["value"][1]) > 64 * MiB
+        assert not firing()
+        filler = _fill(small_disk, leave=24 * MiB)
+        alerts = f.wait_for(lambda: (a := firing()) and "FerryRefusingData" in a and "FerryDiskNearlyFull" in a and a, timeout=30)
+        assert alerts["FerryRefusingData"] == "disk_full"
+        filler.unlink()
+        f.wait_for(lambda: "FerryRefusingData" not in firing(), timeout=30)
+    finally:
+        prom.terminate()
+        prom.wait(10)
         assert f.stop() == 0
