@@ -121,7 +121,8 @@ class BackpressureConfig(_Section):
         512 * 1024**2,
         ge=0,
         description="Receivers refuse (429, reason disk_full) while the data directory's disk has less free space "
-        "than this, so neither the bus nor the store runs out mid-write. 0 turns the check off.",
+        "than this, so neither the private bus nor the store runs out mid-write (not checked with bus.url). "
+        "0 turns the check off.",
     )
 
 

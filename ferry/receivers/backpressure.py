@@ -45,10 +45,13 @@ class BackpressureMonitor:
 
     async def _run(self) -> None:
         bp = self.cfg.backpressure
+        # The floor guards the disk the private bus writes to (the data directory's). With bus.url
+        # the bus's disk is the cluster's, and this host's may hold nothing of ferry's at all.
+        floor = bp.min_free_disk_bytes if self.cfg.bus.url is None else 0
         while True:
             # The disk first and on its own: a bus that ran out of space may not answer the probes below.
             try:
-                check_free(self.cfg.data_dir, bp.min_free_disk_bytes, bp.retry_after_s)
+                check_free(self.cfg.data_dir, floor, bp.retry_after_s)
                 if self.disk_full is not None:
                     log.warning("disk space is back above backpressure.min_free_disk_bytes; taking data again")
                 self.disk_full = None
