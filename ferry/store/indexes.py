@@ -6,16 +6,12 @@ unmerged for `after_s` seconds gets them from MATERIALIZE INDEX, which only buil
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections import defaultdict
 
-from ferry.errors import RetryableError
+from ferry.runtime.periodic import repeat
 from ferry.store import ddl
 from ferry.store.chdb_store import ChdbStore, quote
 from ferry.telemetry import metrics
-
-log = logging.getLogger("ferry.store.indexes")
 
 
 def lacking(store: ChdbStore, after_s: float) -> dict[str, dict[str, int]]:
@@ -62,9 +58,4 @@ def catch_up(store: ChdbStore, after_s: float) -> int:
 
 async def keep_indexes(store: ChdbStore, after_s: float, every_s: float = 5.0) -> None:
     """Run catch_up every `every_s` seconds until cancelled (the store role's background task)."""
-    while True:
-        await asyncio.sleep(every_s)
-        try:
-            await asyncio.to_thread(catch_up, store, after_s)
-        except RetryableError as e:
-            log.warning("building deferred indexes failed; retrying next round: %s", e)
+    await repeat(every_s, lambda: catch_up(store, after_s), "building deferred indexes")

@@ -9,12 +9,11 @@ reason="size_limit"}.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 
-from ferry.errors import RetryableError
 from ferry.runtime.disk import mib
+from ferry.runtime.periodic import repeat
 from ferry.store.chdb_store import ChdbStore, quote
 from ferry.telemetry import metrics
 
@@ -84,9 +83,4 @@ def enforce(store: ChdbStore, max_bytes: int) -> int:
 
 async def keep_under(store: ChdbStore, max_bytes: int, every_s: float) -> None:
     """Run enforce() every `every_s` seconds until cancelled (the store role's background task)."""
-    while True:
-        await asyncio.sleep(every_s)
-        try:
-            await asyncio.to_thread(enforce, store, max_bytes)
-        except RetryableError as e:
-            log.warning("size check failed; retrying next round: %s", e)
+    await repeat(every_s, lambda: enforce(store, max_bytes), "size check")
