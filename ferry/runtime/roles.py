@@ -142,15 +142,16 @@ async def run_store(cfg: FerryConfig) -> None:
     lag_cache: list[tuple[str, str, dict[str, str], float]] = []
 
     async def refresh_lag() -> None:
-        bp = cfg.backpressure
+        bus: list[tuple[str, str, dict[str, str], float]] = []
         while True:
-            # The disk first and on its own: it matters most when the bus is in trouble.
-            out = [
+            disk = [
                 ("ferry_data_disk_free_bytes", "Free bytes on the data directory's disk.", {}, float(free_bytes(cfg.data_dir))),
                 ("ferry_data_disk_min_free_bytes", "Receivers refuse data below this (backpressure.min_free_disk_bytes).",
-                 {}, float(bp.min_free_disk_bytes)),
+                 {}, float(cfg.backpressure.min_free_disk_bytes)),
             ]
-            lag_cache[:] = out + [entry for entry in lag_cache if not entry[0].startswith("ferry_data_disk")]
+            # The disk figures go out before the bus is asked: they matter most when it does not answer.
+            lag_cache[:] = disk + bus
+            out: list[tuple[str, str, dict[str, str], float]] = []
             try:
                 for topic in TOPICS.values():
                     for group in topic.consumers:
@@ -162,7 +163,8 @@ async def run_store(cfg: FerryConfig) -> None:
                 restarts = cfg.data_dir / "run" / "nats_restarts"
                 n = float(restarts.read_text()) if restarts.exists() else 0.0
                 out.append(("ferry_bus_server_restarts_total", "Times the supervisor restarted nats-server.", {}, n))
-                lag_cache[:] = out
+                bus = out
+                lag_cache[:] = disk + bus
             except Exception as e:
                 log.debug("lag probe failed: %r", e)
             await asyncio.sleep(1.0)
