@@ -141,16 +141,18 @@ async def run_store(cfg: FerryConfig) -> None:
 
     lag_cache: list[tuple[str, str, dict[str, str], float]] = []
 
+    def gauges() -> list[tuple[str, str, dict[str, str], float]]:
+        # The disk is measured at each read (one statvfs), the bus from the last probe: a bus in
+        # trouble may answer slowly, and the disk matters most then.
+        return [
+            ("ferry_data_disk_free_bytes", "Free bytes on the data directory's disk.", {}, float(free_bytes(cfg.data_dir))),
+            ("ferry_data_disk_min_free_bytes", "Receivers refuse data below this (backpressure.min_free_disk_bytes).",
+             {}, float(cfg.backpressure.min_free_disk_bytes)),
+            *lag_cache,
+        ]
+
     async def refresh_lag() -> None:
-        bus: list[tuple[str, str, dict[str, str], float]] = []
         while True:
-            disk = [
-                ("ferry_data_disk_free_bytes", "Free bytes on the data directory's disk.", {}, float(free_bytes(cfg.data_dir))),
-                ("ferry_data_disk_min_free_bytes", "Receivers refuse data below this (backpressure.min_free_disk_bytes).",
-                 {}, float(cfg.backpressure.min_free_disk_bytes)),
-            ]
-            # The disk figures go out before the bus is asked: they matter most when it does not answer.
-            lag_cache[:] = disk + bus
             out: list[tuple[str, str, dict[str, str], float]] = []
             try:
                 for topic in TOPICS.values():
@@ -163,15 +165,14 @@ async def run_store(cfg: FerryConfig) -> None:
                 restarts = cfg.data_dir / "run" / "nats_restarts"
                 n = float(restarts.read_text()) if restarts.exists() else 0.0
                 out.append(("ferry_bus_server_restarts_total", "Times the supervisor restarted nats-server.", {}, n))
-                bus = out
-                lag_cache[:] = disk + bus
+                lag_cache[:] = out
             except Exception as e:
                 log.debug("lag probe failed: %r", e)
             await asyncio.sleep(1.0)
 
     lag_task = asyncio.create_task(refresh_lag())
     sock = listening(socket.SOCK_STREAM, cfg.listen, cfg.api.port)
-    api = _uvicorn(build_app(store, lambda: list(lag_cache)), sock)
+    api = _uvicorn(build_app(store, gauges), sock)
     api_task = asyncio.create_task(api.serve(sockets=[sock]))
     while not api.started and not api_task.done():
         await asyncio.sleep(0.05)
