@@ -27,7 +27,7 @@ class BackpressureMonitor:
         self.cfg = cfg
         self.reason: str | None = None
         self.disk_full: DiskFull | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def check(self) -> None:
         """Raise Backpressure (DiskFull for the disk) if ferry is over a bound right now."""
@@ -37,19 +37,20 @@ class BackpressureMonitor:
             raise Backpressure(self.reason, self.cfg.backpressure.retry_after_s)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        # Two loops: a bus in trouble (a full disk among the causes) may answer its probes slowly,
+        # and must not hold up the disk check, nor the resuming once space is back.
+        self._tasks = [asyncio.create_task(self._watch_disk()), asyncio.create_task(self._watch_bus())]
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
+        for t in self._tasks:
+            t.cancel()
 
-    async def _run(self) -> None:
+    async def _watch_disk(self) -> None:
         bp = self.cfg.backpressure
         # The floor guards the disk the private bus writes to (the data directory's). With bus.url
         # the bus's disk is the cluster's, and this host's may hold nothing of ferry's at all.
         floor = bp.min_free_disk_bytes if self.cfg.bus.url is None else 0
         while True:
-            # The disk first and on its own: a bus that ran out of space may not answer the probes below.
             try:
                 check_free(self.cfg.data_dir, floor, bp.retry_after_s)
                 if self.disk_full is not None:
@@ -59,11 +60,15 @@ class BackpressureMonitor:
                 if self.disk_full is None:
                     log.error("refusing data: %s", e)
                 self.disk_full = e
+            metrics.refusing.labels("disk_full").set(self.disk_full is not None)
+            await asyncio.sleep(0.5)
+
+    async def _watch_bus(self) -> None:
+        while True:
             try:
                 self.reason = await self._measure()
             except Exception as e:  # bus restarting: publishes will fail and say so themselves
                 log.debug("backpressure probe failed: %r", e)
-            metrics.refusing.labels("disk_full").set(self.disk_full is not None)
             metrics.refusing.labels("backpressure").set(self.reason is not None)
             await asyncio.sleep(0.5)
 
