@@ -162,9 +162,8 @@ def build_app(store: ChdbStore, lag: Callable[[], Any] | None = None) -> Starlet
         # The store process measures the data disk and the bus with its gauges (runtime/roles.py).
         gauges = lag() if lag else []
         disk = {name: int(value) for name, _, _, value in gauges if name.startswith("ferry_data_disk_")}
-        refusing, spool = await asyncio.to_thread(
-            lambda: (metrics.current("ferry_receivers_refusing"), metrics.current("ferry_spool_pending_batches"))
-        )
+        now = await asyncio.to_thread(metrics.current, "ferry_receivers_refusing", "ferry_spool_pending_batches")
+        refusing, spool = now["ferry_receivers_refusing"], now["ferry_spool_pending_batches"]
         return {
             "pid": os.getppid(),
             "uptime_s": round(time.time() - started, 1),

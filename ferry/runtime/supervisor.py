@@ -88,21 +88,20 @@ class Supervisor:
     # --- start ---------------------------------------------------------------------------------
     def start(self) -> None:
         self.lock.acquire()
-        try:
-            check_ports_free(self.cfg, ROLE_NAMES, private_bus=self.cfg.bus.url is None)
-        except ConfigError:
+        private_bus = self.cfg.bus.url is None
+        warning = None
+        try:  # what stops a start before anything runs: the lock is let go again
+            check_ports_free(self.cfg, ROLE_NAMES, private_bus=private_bus)
+            if private_bus:
+                self.cfg.bus, warning = fit_to_disk(self.cfg.bus, self.data_dir, self.cfg.backpressure.min_free_disk_bytes)
+        except (ConfigError, DiskFull):
             self.lock.release()
             raise
+        if warning:
+            self.say(f"ferry: {warning}")
         shutil.rmtree(self.run_dir, ignore_errors=True)
         (self.run_dir / "prom").mkdir(parents=True)
-        if self.cfg.bus.url is None:
-            try:
-                self.cfg.bus, warning = fit_to_disk(self.cfg.bus, self.data_dir, self.cfg.backpressure.min_free_disk_bytes)
-            except DiskFull:
-                self.lock.release()
-                raise
-            if warning:
-                self.say(f"ferry: {warning}")
+        if private_bus:
             self.nats = NatsServer(self.cfg.bus, self.data_dir)
             self.nats.start()
         asyncio.run(self._declare())

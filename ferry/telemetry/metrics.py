@@ -108,9 +108,15 @@ def render(extra: Collector | None = None) -> bytes:
     return generate_latest(registry)
 
 
-def current(name: str) -> list[tuple[dict[str, str], float]]:
-    """(labels, value) of every series of one metric, summed (or max'd, per its mode) over processes."""
-    return [(s.labels, s.value) for fam in _registry().collect() for s in fam.samples if s.name == name]
+def current(*names: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """name -> (labels, value) of each series of those metrics, summed (or max'd, per its mode) over
+    processes; one read of every process's files for all of them."""
+    out: dict[str, list[tuple[dict[str, str], float]]] = {n: [] for n in names}
+    for fam in _registry().collect():
+        for s in fam.samples:
+            if s.name in out:
+                out[s.name].append((s.labels, s.value))
+    return out
 
 
 def app(ready: Callable[[], bool]) -> Starlette:
