@@ -39,6 +39,11 @@ dropped = Counter(
 )
 published = Counter("ferry_published_batches_total", "Batches made durable on a topic.", ["topic"])
 bus_duplicates = Counter("ferry_bus_duplicate_batches_total", "Publishes the bus dropped as duplicates.", ["topic"])
+split_batches = Counter(
+    "ferry_split_batches_total",
+    "Batches cut into several bus messages because they were larger than the bus's max payload.",
+    ["topic"],
+)
 processed = Counter("ferry_stage_records_total", "Records a stage produced.", ["stage"])
 written = Counter("ferry_written_rows_total", "Rows inserted into the store.", ["table"])
 deduplicated = Counter(
