@@ -1,7 +1,8 @@
 """Synthetic but realistic otel_logs / otel_traces rows for benchmarks, built from loghub log lines:
 bodies are lines of the 11 loghub datasets with their numbers re-drawn, spread over ~50 services."""
 
-# The loghub lines are read at run time from /work/shared/datasets/loghub, never copied into this
+# The loghub lines are read at run time from the shared datasets (ferry/testing/datasets.py:
+# $FERRY_DATASETS, else ../shared/datasets beside the repository), never copied into this
 # repository. Their notice (LICENSE OF LOGHUB) asks that it travel with any copy of the datasets:
 #   The datasets are freely available for research or academic work, subject to the following
 #   condition: For any usage or distribution of the loghub datasets, please refer to the loghub
@@ -25,8 +26,8 @@ import pyarrow.compute as pc
 
 from ferry.query.tokens import tokens
 from ferry.schema.tables import LOGS, TRACES, conform
+from ferry.testing.datasets import loghub
 
-LOGHUB = Path("/work/shared/datasets/loghub")
 SYSTEMS = (
     "Android", "Apache", "HDFS", "Hadoop", "Linux", "Mac",
     "OpenSSH", "OpenStack", "Spark", "Windows", "Zookeeper",
@@ -68,7 +69,7 @@ class LogData:
 
     seed: int = 7
     variants: int = 24
-    root: Path = LOGHUB
+    root: Path = field(default_factory=loghub)
     n_known_traces: int = 300
     services: list[str] = field(init=False)
     service_system: np.ndarray = field(init=False)

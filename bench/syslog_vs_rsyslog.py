@@ -30,9 +30,9 @@ import httpx  # noqa: E402
 from bench import _overrides as overrides  # noqa: E402
 from ferry.config.model import SyslogConfig, WriterConfig  # noqa: E402
 from ferry.testing import FerryProcess, free_port  # noqa: E402
+from ferry.testing.datasets import loghub  # noqa: E402
 
-LOGHUB = Path("/work/shared/datasets/loghub")
-SOURCES = [LOGHUB / "Linux" / "Linux_2k.log", LOGHUB / "OpenSSH" / "OpenSSH_2k.log"]
+SOURCES = ["Linux/Linux_2k.log", "OpenSSH/OpenSSH_2k.log"]
 # "Jun 14 15:16:01 combo sshd(pam_unix)[19939]: message" -> app, pid, message
 _RAW = re.compile(r"^\w{3}\s+\d+\s+[\d:]+\s+\S+\s+([^\s\[:]+)(?:\[(\d+)\])?:\s?(.*)$")
 CHUNK = 256 * 1024
@@ -45,8 +45,8 @@ SAMPLES = 8
 def load_bodies() -> list[tuple[str, str, str]]:
     """(app, procid, message) for every parseable line of the loghub Linux and OpenSSH samples."""
     out: list[tuple[str, str, str]] = []
-    for path in SOURCES:
-        for raw in path.read_text(errors="replace").splitlines():
+    for name in SOURCES:
+        for raw in loghub(name).read_text(errors="replace").splitlines():
             m = _RAW.match(raw)
             if m and m.group(3).strip():
                 app = re.sub(r"[^\x21-\x7e]", "_", m.group(1))[:48]

@@ -4,11 +4,14 @@
     ├── ConfigError          the configuration is wrong; names the key (and line) at fault
     ├── DataDirInUse         another ferry process owns the data directory
     ├── RetryableError       the bus or store is unavailable or full: back off, retry, spool
-    │   └── Backpressure     ferry is over a bound; the client should retry after `retry_after` s
-    │       └── DiskFull     the data directory's disk is under its free-space floor
+    │   ├── Backpressure     ferry is over a bound; the client should retry after `retry_after` s
+    │   │   └── DiskFull     the data directory's disk is under its free-space floor
+    │   └── StoreQueryFailed the store could not run an API read (HTTP 503)
     └── PermanentError       the same input will fail again
         ├── BadRequest       a whole request is malformed (HTTP 400 / gRPC INVALID_ARGUMENT)
-        └── TooLarge         a request exceeds the size limit (HTTP 413)
+        ├── TooLarge         a request exceeds the size limit (HTTP 413)
+        ├── QueryTimeout     an API read ran past api.max_query_seconds (HTTP 504)
+        └── QueryTooBig      an API read over its memory or answer-size cap (HTTP 422)
 
 A bad record inside a good request is not an exception: decoders drop it, count it in
 `ferry_refused_records_total{reason}` and report it as OTLP partial success.
@@ -57,3 +60,17 @@ class BadRequest(PermanentError):
 class TooLarge(PermanentError):
     """A request is larger than the configured limit."""
 
+
+
+class QueryTimeout(PermanentError):
+    """An API read ran past `api.max_query_seconds` and was stopped; the same query will again."""
+
+
+class QueryTooBig(PermanentError):
+    """An API read needed more memory than `api.max_query_memory_bytes`, or its answer was larger
+    than `api.max_result_bytes`; the same query will again."""
+
+
+class StoreQueryFailed(RetryableError):
+    """The store could not run an API read (out of memory as a whole, busy, broken): retry later.
+    Its message is ferry's own words: the engine's text and the SQL go to the log only."""

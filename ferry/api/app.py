@@ -6,10 +6,13 @@ The CLI and the web UI use only this API; docs/api.md documents every route.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import orjson
 from starlette.applications import Starlette
@@ -17,14 +20,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ferry.errors import BadRequest, FerryError
-from ferry.query import logs_sql
+from ferry.config.model import ApiConfig
+from ferry.errors import Backpressure, BadRequest, FerryError, QueryTimeout, RetryableError, StoreQueryFailed
+from ferry.query import discover, logs_sql
 from ferry.query import metrics as metrics_q
 from ferry.query import traces as traces_q
 from ferry.query.tail import compile_tail
-from ferry.query.timerange import parse_since, parse_time
-from ferry.receivers._status import status_of
-from ferry.store.chdb_store import ChdbStore
+from ferry.query.timerange import parse_since, parse_time, shown
+from ferry.receivers._status import retry_after, status_of
+from ferry.store.chdb_store import ChdbStore, QueryLimits
 from ferry.telemetry import metrics
 
 LOG_COLUMNS = (
@@ -34,50 +38,240 @@ LOG_COLUMNS = (
 )
 
 
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status, media_type="application/json")
+log = logging.getLogger("ferry.api")
+
+# Status of each failure an API read can end in. A timeout is 504 and carries no Retry-After: the
+# store is fine, but the same query will take as long again; the client has to narrow it. A query
+# over its memory or answer-size cap is 422 for the same reason. 503 + Retry-After is kept for
+# trouble in the store itself (retrying later may work), 429 + Retry-After for "too many at once".
+RETRY_AFTER_S = 5
+
+# Points (buckets) one answer may hold, as Prometheus bounds a range query: a step of 1 s over a
+# month would otherwise build millions of groups in the store and in the answer.
+MAX_POINTS = 11_000
+MAX_STEP_S = 10**9
+
+T = TypeVar("T")
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status, headers=headers, media_type="application/json")
+
+
+def _param(request: Request, name: str, parse: Callable[[str], T], default: T) -> T:
+    """Query parameter `name` read by `parse`; a BadRequest from it names the parameter. An empty
+    value counts as absent (as HTML forms send unset fields, and as Prometheus reads them)."""
+    raw = request.query_params.get(name, "")
+    if raw == "":
+        return default
+    try:
+        return parse(raw)
+    except BadRequest as e:
+        raise BadRequest(f"{name}: {e}") from None
+
+
+def _whole(least: int, most: int) -> Callable[[str], int]:
+    """A parser of a whole number from `least` to `most` (ASCII digits only: no sign, no exponent)."""
+
+    def parse(raw: str) -> int:
+        # Length first: int() of a 5000-digit string is refused (ValueError), not a 400.
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 20 and least <= int(raw) <= most):
+            raise BadRequest(f"must be a whole number from {least} to {most}, got {shown(raw)}")
+        return int(raw)
+
+    return parse
+
+
+def _seconds(raw: str) -> int:
+    """Whole seconds (`60`) or a duration (`5m`, `1h30m`)."""
+    if raw.isascii() and raw.isdigit():
+        return _whole(1, MAX_STEP_S)(raw)
+    try:
+        seconds = parse_since(raw)
+    except BadRequest:
+        raise BadRequest(f"must be whole seconds (60) or a duration (5m, 1h), got {shown(raw)}") from None
+    if seconds > MAX_STEP_S:
+        raise BadRequest(f"must be at most {MAX_STEP_S} seconds")
+    return seconds
 
 
 def _range(request: Request, default_since: str = "1h") -> tuple[int, int | None]:
     """(start, end) in ns. With no explicit end the range is open: a host whose clock runs ahead
     must not have its lines hidden from "the last hour"."""
-    q = request.query_params
-    end = parse_time(q["end"]) if q.get("end") else None
-    if q.get("start"):
-        start = parse_time(q["start"])
-    else:
-        start = (end or time.time_ns()) - parse_since(q.get("since", default_since)) * 1_000_000_000
+    end = _param(request, "end", parse_time, None)
+    start = _param(request, "start", parse_time, None)
+    if start is None:
+        since = _param(request, "since", parse_since, None) or parse_since(default_since)
+        # A `since` reaching back before 1970 means everything there is.
+        start = max(0, (end or time.time_ns()) - since * 1_000_000_000)
     if end is not None and start > end:
         raise BadRequest("start is after end")
     return start, end
 
 
 def _limit(request: Request, default: int = 100, most: int = 10_000) -> int:
-    raw = request.query_params.get("limit", str(default))
-    if not raw.isdigit() or not 0 < int(raw) <= most:
-        raise BadRequest(f"limit must be a whole number from 1 to {most}")
-    return int(raw)
+    return _param(request, "limit", _whole(1, most), default)
+
+
+def _step(request: Request, start_ns: int, end_ns: int | None, default: int | None = None) -> int | None:
+    """`step` in whole seconds (or a duration), at most MAX_POINTS buckets over [start, end or now]."""
+    step = _param(request, "step", _seconds, default)
+    if step is None:
+        return None
+    span_s = max(0, (end_ns or time.time_ns()) - start_ns) // 1_000_000_000
+    if span_s // step > MAX_POINTS:
+        raise BadRequest(f"step: {step} s over {span_s} s makes {span_s // step} points, more than {MAX_POINTS}; "
+                         "raise step or narrow the time range")
+    return step
 
 
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+# API outcome (the label of ferry_api_requests_total) of each HTTP status the error table gives.
+_OUTCOME_OF = {400: "bad_request", 413: "too_big", 422: "too_big", 429: "busy", 503: "store", 504: "timeout"}
+
+
+def _failure(e: Exception, handler: str) -> tuple[str, Response]:
+    """(outcome, answer) for a failed request, with the status of ferry's one error table. Only
+    ferry's own words reach the client: store errors were logged with their SQL where they
+    happened, anything unexpected is logged here."""
+    if not isinstance(e, FerryError):
+        _log_unexpected(handler, e)
+        return "internal", _json({"error": "internal error; the ferry log has the details"}, 500)
+    http, _, _ = status_of(e)
+    headers = {}
+    ra = retry_after(e, RETRY_AFTER_S)
+    if ra is not None:
+        headers["Retry-After"] = str(ra)
+    message = str(e)
+    if isinstance(e, RetryableError) and not isinstance(e, Backpressure | StoreQueryFailed):
+        _log_unexpected(handler, e)  # a store read that bypassed read_rows: its text is the engine's
+        message = "the query failed in the store; retry later"
+    return _OUTCOME_OF.get(http, "internal"), _json({"error": message}, http, headers)
+
+
+def _log_unexpected(handler: str, e: Exception) -> None:
+    # Repeats are limited by every role's log filter (runtime/logfiles.RepeatFilter).
+    log.error("API %s failed", handler, exc_info=e)
+
+
 def _guard(fn: Callable[[Request], Awaitable[Any]]) -> Handler:
+    """A JSON handler whose every answer is counted by outcome and whose failures are answered in
+    ferry's words with a bounded status (see _failure)."""
+    handler = fn.__name__
+    for outcome in metrics.API_OUTCOMES:
+        metrics.api_requests.labels(handler, outcome)
+
     async def run(request: Request) -> Response:
         try:
-            return _json(await fn(request))
-        except FerryError as e:
-            http, _, _ = status_of(e)
-            return _json({"error": str(e)}, http)
+            answer = _json(await fn(request))
+        except Exception as e:
+            outcome, answer = _failure(e, handler)
+        else:
+            outcome = "ok"
+        metrics.api_requests.labels(handler, outcome).inc()
+        return answer
 
     return run
 
 
-def build_app(store: ChdbStore, lag: Callable[[], Any] | None = None) -> Starlette:
+LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+def _host_of(header: str) -> str:
+    """The host in a Host header, without port or brackets, lower case, no trailing dot."""
+    h = header.strip().lower()
+    if h.startswith("["):
+        h = h[1:].partition("]")[0]
+    elif h.count(":") == 1:
+        h = h.partition(":")[0]
+    return h.rstrip(".")
+
+
+class HostCheck:
+    """Refuses (403) requests naming a host ferry was not told it is, against DNS rebinding: a web
+    page on evil.example whose name is re-pointed at 127.0.0.1 must not read the API from the
+    victim's browser. On a loopback `listen` only localhost, loopback addresses, the listen address
+    and `api.allowed_hosts` pass; on another address the check is on only with `api.allowed_hosts`
+    set, and then any IP address passes too (scrapers use addresses, and an address cannot be
+    re-pointed). A request with no Host header passes: browsers always send one."""
+
+    def __init__(self, app: Any, listen: str, allowed_hosts: list[str]) -> None:
+        self.app = app
+        self.allowed = set(allowed_hosts)
+        try:
+            bound = ipaddress.ip_address(listen.strip("[]"))
+            self.listen, loopback = bound.compressed, bound.is_loopback
+        except ValueError:
+            self.listen, loopback = listen.lower(), listen.lower() in LOOPBACK_NAMES
+        self.active = loopback or bool(self.allowed)
+        self.any_address = not loopback
+        metrics.api_requests.labels("host_check", "forbidden_host")
+
+    def permits(self, host: str) -> bool:
+        if host in LOOPBACK_NAMES or host in self.allowed:
+            return True
+        try:
+            addr = ipaddress.ip_address(host)
+        except ValueError:
+            return any(a.startswith("*.") and host.endswith(a[1:]) for a in self.allowed)
+        return self.any_address or addr.is_loopback or addr.compressed in (self.listen, *self.allowed)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.active and scope["type"] == "http":
+            header = next((v for k, v in scope["headers"] if k == b"host"), None)
+            host = _host_of(header.decode("latin-1")) if header is not None else None
+            if host is not None and not self.permits(host):
+                metrics.api_requests.labels("host_check", "forbidden_host").inc()
+                answer = _json({"error": f"host {shown(host)} is not served here; "
+                                         "if it is this ferry's name, add it to api.allowed_hosts"}, 403)
+                await answer(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def build_app(
+    store: ChdbStore, lag: Callable[[], Any] | None = None, api: ApiConfig | None = None, listen: str = "127.0.0.1"
+) -> Starlette:
     started = time.time()
+    api = api or ApiConfig()
+    limits = QueryLimits(
+        max_seconds=api.max_query_seconds,
+        max_memory_bytes=api.max_query_memory_bytes or store.max_memory_bytes // 4,
+        max_result_bytes=api.max_result_bytes,
+    )
+    # API reads get threads of their own: on the default executor, a few slow queries would hold
+    # every thread the writer's inserts need (it runs them there) and stall ingestion behind them.
+    readers = ThreadPoolExecutor(api.max_concurrent_queries, thread_name_prefix="ferry-api")
+    turns = asyncio.Semaphore(api.max_concurrent_queries)
+    # The store stops a query at the first check past its limit, but it does not check while it
+    # evaluates skip indexes: a pathological search (64 adjacent-word terms over 2 KB bodies, 1 s
+    # limit) stopped only after 2.5-5 s. The client is answered (504) a second past the limit all
+    # the same; the query's turn is given back only when the store is done with it, so the work
+    # in the store stays bounded by max_concurrent_queries.
+    grace_s = 1.0
+
+    def done(job: asyncio.Future[Any]) -> None:
+        turns.release()
+        metrics.api_queries_running.dec()
+        if not job.cancelled():
+            job.exception()  # read, so that an answer given up on is not reported as never retrieved
 
     async def rows(sql: str) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(store.query_rows, sql)
+        """An API read: waits its turn, then runs under `limits`. The wait is bounded by half the
+        query limit, so that a request's whole time stays within 1.5 x max_query_seconds (+ grace)."""
+        try:
+            await asyncio.wait_for(turns.acquire(), api.max_query_seconds / 2)
+        except TimeoutError:
+            raise Backpressure("the store is busy with other queries; retry later", RETRY_AFTER_S) from None
+        metrics.api_queries_running.inc()
+        job = asyncio.get_running_loop().run_in_executor(readers, store.read_rows, sql, limits)
+        job.add_done_callback(done)
+        try:
+            return await asyncio.wait_for(asyncio.shield(job), limits.max_seconds + grace_s)
+        except TimeoutError:
+            raise QueryTimeout(limits.describe("timeout")) from None
 
     async def search(request: Request) -> Any:
         start, end = _range(request)
@@ -86,33 +280,36 @@ def build_app(store: ChdbStore, lag: Callable[[], Any] | None = None) -> Starlet
         sql = logs_sql.compile_logs(q, start_ns=start, end_ns=end, limit=limit, columns=LOG_COLUMNS)
         t0 = time.perf_counter()
         found = await rows(sql)
-        return {"logs": found, "took_ms": round((time.perf_counter() - t0) * 1000, 2), "query": q}
+        took = round((time.perf_counter() - t0) * 1000, 2)
+        warnings = await discover.warnings(rows, q, start, end, found_any=bool(found))
+        return {"logs": found, "took_ms": took, "query": q, "warnings": warnings}
 
     async def count(request: Request) -> Any:
         start, end = _range(request)
         q = request.query_params.get("q", "")
         by = request.query_params.get("by") or None
-        step = request.query_params.get("step")
-        if step is not None and not step.isdigit():
-            raise BadRequest("step must be whole seconds")
-        sql = logs_sql.compile_logs_count(q, start_ns=start, end_ns=end, group_by=by, step_s=int(step) if step else None)
+        step = _step(request, start, end)
+        sql = logs_sql.compile_logs_count(q, start_ns=start, end_ns=end, group_by=by, step_s=step)
         t0 = time.perf_counter()
         found = await rows(sql)
         took = round((time.perf_counter() - t0) * 1000, 2)
+        warnings = await discover.warnings(rows, q, start, end, found_any=any(int(r["count"]) for r in found))
         if by is None and step is None:
-            return {"count": int(found[0]["count"]) if found else 0, "took_ms": took}
-        return {"groups": found, "took_ms": took}
+            return {"count": int(found[0]["count"]) if found else 0, "took_ms": took, "warnings": warnings}
+        return {"groups": found, "took_ms": took, "warnings": warnings}
 
     async def tail(request: Request) -> Any:
         q = request.query_params.get("q", "")
-        after = request.query_params.get("after")
-        cursor = int(after) if after and after.isdigit() else time.time_ns() - 10_000_000_000
+        cursor = _param(request, "after", parse_time, time.time_ns() - 10_000_000_000)
         limit = _limit(request, 1000)
         sql = compile_tail(q, after_ingest_ns=cursor, limit=limit, columns=LOG_COLUMNS)
         found = await rows(sql)
         if found:
             cursor = max(int(r["ingest_ns"]) for r in found)
-        return {"logs": found, "cursor": cursor}
+        # Only a tail's first poll checks its keys (over the last hour): the later ones repeat it each second.
+        warnings = [] if "after" in request.query_params else await discover.warnings(
+            rows, q, time.time_ns() - 3600 * 1_000_000_000, None, found_any=True)
+        return {"logs": found, "cursor": cursor, "warnings": warnings}
 
     async def trace(request: Request) -> Any:
         tid = traces_q.check_trace_id(request.path_params["trace_id"])
@@ -138,19 +335,46 @@ def build_app(store: ChdbStore, lag: Callable[[], Any] | None = None) -> Starlet
             labels[k] = v
         start, end = _range(request)
         end = end or time.time_ns() + 3600 * 1_000_000_000
-        step = qp.get("step", "60")
-        if not step.isdigit():
-            raise BadRequest("step must be whole seconds")
-        found = await rows(metrics_q.series_sql(name, labels, start, end, int(step)))
-        grouped: dict[tuple[str, str, str], dict[str, Any]] = {}
-        for r in found:
-            key = (r["kind"], r["service"], orjson.dumps(r["labels"], option=orjson.OPT_SORT_KEYS).decode())
-            s = grouped.setdefault(
-                key, {"kind": r["kind"], "service": r["service"], "labels": r["labels"], "points": [], "exemplars": []}
-            )
-            s["points"].append([int(r["t"]), r["v"]])
-            s["exemplars"].extend(t for t in r["exemplar_trace_ids"] if t and t not in s["exemplars"])
-        return {"name": name, "series": list(grouped.values())}
+        step = _step(request, start, end, 60) or 60
+        found, whole = await asyncio.gather(rows(metrics_q.series_sql(name, labels, start, end, step)),
+                                            rows(metrics_q.series_sql(name, labels, start, end, None)))
+        return {"name": name, "series": metrics_q.group_series(found, whole)}
+
+    async def metric_names(request: Request) -> Any:
+        start, end = _range(request)
+        labels = metrics_q.parse_labels(request.query_params.getlist("label"))
+        found = await rows(metrics_q.names_sql(labels, start, end or time.time_ns() + 3600 * 1_000_000_000))
+        return {"metrics": found}
+
+    async def services(request: Request) -> Any:
+        start, end = _range(request, "1d")
+        return {"services": await rows(discover.services_sql(start, end))}
+
+    async def fields(request: Request) -> Any:
+        start, end = _range(request)
+        service = request.query_params.get("service") or None
+        found = await rows(discover.fields_sql(start, end, service))
+        lines = next((int(r["lines"]) for r in found if r["field"] == ""), 0)
+        return {
+            "lines_read": lines, "most_lines_read": discover.FIELDS_SAMPLE,
+            "fields": [{"field": r["field"], "kind": r["kind"], "aliases": discover.aliases_of(r["field"]),
+                        "lines": int(r["lines"]), "distinct_values": int(r["distinct_values"]),
+                        "top": [{"value": v, "lines": int(n)} for v, n in r["top"]]}
+                       for r in found if r["field"]],
+        }
+
+    async def index(request: Request) -> Response:
+        """What this port serves, for a person who opens it in a browser (the web UI will replace
+        this page) or a client that asks for JSON."""
+        if "application/json" in request.headers.get("accept", ""):
+            return _json({"name": "ferry API", "docs": "docs/api.md",
+                          "routes": [{"path": p, "about": a} for p, a, _ in discover.API_ROUTES]})
+        items = "\n".join(f'<li><a href="{link}"><code>{p}</code></a> — {a}</li>' if link else
+                           f"<li><code>{p}</code> — {a}</li>" for p, a, link in discover.API_ROUTES)
+        page = (f"<!doctype html><html><head><meta charset=utf-8><title>ferry API</title></head><body>"
+                f"<h1>ferry API</h1><p>JSON over HTTP; every route is described in <code>docs/api.md</code>. "
+                f"The <code>ferry</code> command line reads only this API.</p><ul>\n{items}\n</ul></body></html>")
+        return Response(page, media_type="text/html; charset=utf-8")
 
     async def status(_: Request) -> Any:
         counts = await rows(
@@ -165,7 +389,8 @@ def build_app(store: ChdbStore, lag: Callable[[], Any] | None = None) -> Starlet
         now = await asyncio.to_thread(metrics.current, "ferry_receivers_refusing", "ferry_spool_pending_batches")
         refusing, spool = now["ferry_receivers_refusing"], now["ferry_spool_pending_batches"]
         return {
-            "pid": os.getppid(),
+            # The process to stop: set by `ferry run` (the supervisor, or the lone store role itself).
+            "pid": int(os.environ.get("FERRY_PID") or os.getppid()),
             "uptime_s": round(time.time() - started, 1),
             "stored": {r["signal"]: int(r["n"]) for r in counts},
             "disk": {"free_bytes": disk.get("ferry_data_disk_free_bytes"),
@@ -185,15 +410,21 @@ def build_app(store: ChdbStore, lag: Callable[[], Any] | None = None) -> Starlet
     async def health(_: Request) -> Response:
         return _json({"status": "ok"})
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/api/v1/logs", _guard(search)),
             Route("/api/v1/logs/count", _guard(count)),
             Route("/api/v1/logs/tail", _guard(tail)),
             Route("/api/v1/traces/{trace_id}", _guard(trace)),
             Route("/api/v1/metrics/series", _guard(series)),
+            Route("/api/v1/metrics", _guard(metric_names)),
+            Route("/api/v1/services", _guard(services)),
+            Route("/api/v1/fields", _guard(fields)),
+            Route("/", index),
             Route("/api/v1/status", _guard(status)),
             Route("/metrics", prom),
             Route("/healthz", health),
         ]
     )
+    app.add_middleware(HostCheck, listen=listen, allowed_hosts=api.allowed_hosts)
+    return app

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import nats
 from nats.aio.client import Client
@@ -23,33 +24,117 @@ log = logging.getLogger("ferry.bus")
 # JetStream's "insufficient storage resources available": the topic's limit does not fit its storage.
 _NO_STORAGE = 10047
 
-# Long enough for a writer to retry an insert several times before it spools; the runner also
-# sends in-progress acks while it works.
-ACK_WAIT_S = 60.0
+# How long a delivered batch may go unacknowledged before the bus hands it out again. Short, so
+# that batches whose acknowledgement went down with a cluster node (or whose consumer process died)
+# come back within seconds, not a minute; the runner keeps the batches it holds alive with
+# in-progress acks every IN_PROGRESS_EVERY_S, however long a stage or an insert retry takes.
+# A changed value is applied to existing consumer groups at start (declare updates them).
+ACK_WAIT_S = 5.0
+IN_PROGRESS_EVERY_S = ACK_WAIT_S / 4
+# While the bus cannot be reached, say so this often (and at the first failure), not at every attempt.
+_WAITING_SAY_EVERY_S = 10.0
+# A payload limit to assume of a server that has not said (the NATS default).
+_DEFAULT_MAX_PAYLOAD = 1024 * 1024
 
 
 def bus_url(cfg: FerryConfig) -> str:
-    """The configured cluster, or the private nats-server the supervisor runs."""
-    return cfg.bus.url or f"nats://127.0.0.1:{cfg.bus.port}"
+    """The configured cluster, or the private nats-server the supervisor runs, with the credentials
+    it made in the data dir (bus/auth.json) when they are there. Never log it: `shown_url` is for that."""
+    if cfg.bus.url:
+        return cfg.bus.url
+    from ferry.bus.server import credentials_file, private_url
+
+    if credentials_file(cfg.data_dir).exists():
+        return private_url(cfg.bus.port, cfg.data_dir)
+    return f"nats://127.0.0.1:{cfg.bus.port}"
+
+
+def shown_url(url: str) -> str:
+    """A bus URL (or comma-separated URLs) as it may be printed or logged: any user:password@ left out."""
+    shown = []
+    for u in url.split(","):
+        scheme, sep, rest = u.strip().rpartition("://")
+        shown.append(f"{scheme}{sep}{rest.rsplit('@', 1)[-1]}")
+    return ",".join(shown)
+
+
+def servers(url: str) -> list[str]:
+    """The server URLs of a `bus.url` value: one, or several comma-separated (the config joins a
+    YAML list the same way). The client tries them in turn and follows the cluster's other nodes."""
+    return [u.strip() for u in url.split(",") if u.strip()]
 
 
 async def connect(url: str, name: str) -> Client:
+    """Connect, retrying for as long as it takes; every `_WAITING_SAY_EVERY_S` s of failing says so
+    (log warning), so that a role started before its bus is never silently stuck."""
+    nc = Client()
+    connected = False
+    said = -_WAITING_SAY_EVERY_S
+
     async def _err(e: Exception) -> None:
-        log.debug("bus connection: %s", e)
+        nonlocal said
+        if connected:
+            log.debug("bus connection: %r", e)
+        elif time.monotonic() - said >= _WAITING_SAY_EVERY_S:
+            said = time.monotonic()
+            log.warning("waiting for the bus at %s (%s); retrying", shown_url(url), str(e) or type(e).__name__)
 
-    return await nats.connect(
-        url,
-        name=name,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=0.25,
-        connect_timeout=5,
-        error_cb=_err,
-        pending_size=64 * 1024 * 1024,
-    )
+    async def _lost() -> None:
+        if connected and not nc.is_closed:  # not when ferry closes it on purpose
+            log.warning("lost the bus connection; reconnecting to %s", shown_url(url))
+
+    async def _back() -> None:
+        log.warning("reconnected to the bus at %s", _where(nc))
+
+    try:
+        await nc.connect(
+            servers(url),
+            name=name,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.25,
+            connect_timeout=5,
+            error_cb=_err,
+            disconnected_cb=_lost,
+            reconnected_cb=_back,
+            pending_size=64 * 1024 * 1024,
+        )
+    except BaseException:  # cancelled (the role was told to stop while waiting): leave no socket behind
+        await nc.close()
+        raise
+    connected = True
+    if said >= 0:
+        log.warning("connected to the bus at %s", _where(nc))
+    return nc
 
 
-def stream_config(topic_name: str, cfg: BusConfig) -> js_api.StreamConfig:
+async def connect_or_stop(url: str, name: str, stop: asyncio.Event) -> Client | None:
+    """`connect`, given up when `stop` is set first (SIGTERM while the bus is unreachable): None then."""
+    task = asyncio.create_task(connect(url, name))
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return None
+
+
+def _where(nc: Client) -> str:
+    u = nc.connected_url
+    return f"{u.scheme}://{u.hostname}:{u.port}" if u is not None else "?"
+
+
+def server_max_payload(nc: Client) -> int:
+    """The largest message the connected server accepts, as it announced at connect."""
+    return int(getattr(nc, "max_payload", 0) or _DEFAULT_MAX_PAYLOAD)
+
+
+def stream_config(topic_name: str, cfg: BusConfig, server_limit: int | None = None) -> js_api.StreamConfig:
+    """The topic's stream; its largest message is the smaller of bus.max_payload and what the server
+    allows (a stock cluster allows 1 MiB, less than ferry's 8 MiB default)."""
     t = TOPICS[topic_name]
+    max_msg = min(cfg.max_payload, server_limit) if server_limit else cfg.max_payload
     return js_api.StreamConfig(
         name=t.stream,
         subjects=[t.subject],
@@ -58,7 +143,7 @@ def stream_config(topic_name: str, cfg: BusConfig) -> js_api.StreamConfig:
         retention=js_api.RetentionPolicy.INTEREST,
         discard=js_api.DiscardPolicy.NEW,
         max_bytes=cfg.max_bytes_per_topic,
-        max_msg_size=cfg.max_payload,
+        max_msg_size=max_msg,
         storage=js_api.StorageType.FILE,
         num_replicas=cfg.replicas,
         duplicate_window=cfg.duplicate_window_s,
@@ -77,9 +162,15 @@ def consumer_config(group: str, topic_name: str) -> js_api.ConsumerConfig:
 
 
 async def declare(js: JetStreamContext, cfg: BusConfig) -> None:
-    """Create or update every stream and consumer group."""
+    """Create or update every stream and consumer group.
+
+    A consumer group that exists is updated to the current config (the server applies a changed
+    ack_wait to an existing durable consumer when it is re-added with the same name).
+    """
+    nc = getattr(js, "_nc", None)
+    announced = server_max_payload(nc) if nc is not None else None
     for name, topic in TOPICS.items():
-        sc = stream_config(name, cfg)
+        sc = stream_config(name, cfg, announced)
         for attempt in range(50):
             try:
                 try:

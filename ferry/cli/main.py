@@ -1,4 +1,4 @@
-"""The `ferry` command: run the system, or read from it (query, tail, trace, metrics) over its API.
+"""The `ferry` command: run the system, or read from it over its API (the commands in cli/read.py).
 
 Errors print one plain sentence and exit 2 (usage/config) or 1 (runtime); never a traceback.
 """
@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from ferry.cli.read import add_commands
 from ferry.errors import ConfigError, DataDirInUse, FerryError
 
 
@@ -33,9 +31,14 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import os
+
     from ferry.config import load
 
     cfg = load(Path(args.config) if args.config else None, _overrides(args))
+    # The pid `ferry status` shows (api/app.py): the process an operator stops, i.e. this one —
+    # the supervisor under `ferry run` (its children inherit the variable), the role itself alone.
+    os.environ["FERRY_PID"] = str(os.getpid())
     if args.role:
         import asyncio
 
@@ -44,13 +47,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         from ferry.runtime.ports import check_free as check_ports_free
         from ferry.runtime.procs import raise_open_files_limit
 
+        # Several processes of one role would need a supervisor to start, share ports and restart
+        # them; refused rather than ignored, so that an operator never believes N run when one does.
+        workers = {"parser": ("parser.workers", cfg.parser.workers), "ingest": ("receivers.workers", cfg.receivers.workers)}
+        if args.role in workers and workers[args.role][1] > 1:
+            key, n = workers[args.role]
+            how = ("start `ferry run --role parser` once per worker (on this host or others; they form one "
+                   "consumer group), each with its own metrics.port" if args.role == "parser" else
+                   "run one ingest role per host (more hosts behind a load balancer), or `ferry run` without "
+                   "--role, whose receiver processes share the ports")
+            raise ConfigError(f"{key} = {n} is not supported with --role {args.role}: set it to 1 and {how}")
+        if args.role != "store":
+            cfg.metrics.port = cfg.metrics.port_for(args.role)
         tune_allocators()
         raise_open_files_limit()
         from ferry.runtime.roles import run_alone
 
         lock = DataDirLock(cfg.data_dir)
         if args.role == "store":  # only the store owns files in the data dir
+            os.umask(0o077)  # telemetry is nobody else's to read, as under the supervisor
             lock.acquire()
+            try:
+                cfg.data_dir.chmod(0o700)
+            except OSError:
+                print(f"ferry: cannot make {cfg.data_dir} private (chmod 700)", file=sys.stderr)
         try:
             check_ports_free(cfg, [args.role], private_bus=False)
             asyncio.run(run_alone(args.role, cfg, say=lambda s: print(s, flush=True)))
@@ -67,91 +87,6 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
     load(Path(args.config) if args.config else None, _overrides(args))
     print("configuration is valid")
-    return 0
-
-
-def _params(args: argparse.Namespace) -> dict[str, Any]:
-    p: dict[str, Any] = {"q": args.query, "since": args.since, "limit": args.limit}
-    if args.start:
-        p["start"] = args.start
-    if args.end:
-        p["end"] = args.end
-    return p
-
-
-def cmd_query(args: argparse.Namespace) -> int:
-    from ferry.cli import client, render
-
-    data = client.get(client.base_url(args.api), "/api/v1/logs", _params(args))
-    if args.json:
-        for r in data["logs"]:
-            sys.stdout.write(orjson.dumps(r).decode() + "\n")
-        return 0
-    for r in data["logs"]:
-        print(render.log_line(r))
-    print(f"-- {len(data['logs'])} lines in {data['took_ms']} ms", file=sys.stderr)
-    return 0
-
-
-def cmd_tail(args: argparse.Namespace) -> int:
-    from ferry.cli import client, render
-
-    api = client.base_url(args.api)
-    cursor: int | None = None
-    deadline = time.monotonic() + args.duration if args.duration else None
-    try:
-        while deadline is None or time.monotonic() < deadline:
-            params: dict[str, Any] = {"q": args.query}
-            if cursor is not None:
-                params["after"] = cursor
-            data = client.get(api, "/api/v1/logs/tail", params)
-            for r in sorted(data["logs"], key=lambda r: (int(r["ingest_ns"]), int(r["time_ns"]))):
-                print(orjson.dumps(r).decode() if args.json else render.log_line(r), flush=True)
-            cursor = data["cursor"]
-            time.sleep(args.interval)
-    except KeyboardInterrupt:
-        pass
-    return 0
-
-
-def cmd_trace(args: argparse.Namespace) -> int:
-    from ferry.cli import client, render
-
-    data = client.get(client.base_url(args.api), f"/api/v1/traces/{args.trace_id}")
-    if args.json:
-        print(orjson.dumps(data).decode())
-        return 0 if data["found"] else 1
-    if not data["found"]:
-        print(f"trace {args.trace_id} not found", file=sys.stderr)
-        return 1
-    print("\n".join(render.trace_tree(data)))
-    return 0
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    from ferry.cli import client, render
-
-    api = client.base_url(args.api)
-    data = client.get(api, "/api/v1/status")
-    if args.json:
-        print(orjson.dumps(data).decode())
-    else:
-        print("\n".join(render.status(api, data)))
-    return 1 if data.get("refusing") else 0
-
-
-def cmd_metrics(args: argparse.Namespace) -> int:
-    from ferry.cli import client, render
-
-    params: dict[str, Any] = {"name": args.name, "since": args.since, "step": args.step, "label": args.label or []}
-    data = client.get(client.base_url(args.api), "/api/v1/metrics/series", params)
-    if args.json:
-        print(orjson.dumps(data).decode())
-        return 0
-    for s in data["series"]:
-        print(f"{data['name']} {s['kind']} service={s['service']} {s['labels']}")
-        for t, v in s["points"]:
-            print(f"  {render.ts(int(t) * 1_000_000_000)}  {v}")
     return 0
 
 
@@ -174,39 +109,7 @@ def parser() -> argparse.ArgumentParser:
     cc.add_argument("--config", "-c")
     cc.set_defaults(fn=cmd_config_check)
 
-    def reader(name: str, help_: str) -> argparse.ArgumentParser:
-        a = sub.add_parser(name, help=help_)
-        a.add_argument("--api", help="ferry API URL (default $FERRY_API or http://127.0.0.1:8686)")
-        a.add_argument("--json", action="store_true", help="one JSON object per line, for machines")
-        return a
-
-    q = reader("query", "search logs, newest first")
-    q.add_argument("query", nargs="?", default="")
-    q.add_argument("--since", default="1h", help="how far back (30s, 15m, 1h, 2d; default 1h)")
-    q.add_argument("--start", help="RFC 3339 or unix time")
-    q.add_argument("--end", help="RFC 3339 or unix time")
-    q.add_argument("--limit", type=int, default=100)
-    q.set_defaults(fn=cmd_query)
-
-    t = reader("tail", "follow new matching logs live")
-    t.add_argument("query", nargs="?", default="")
-    t.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
-    t.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
-    t.set_defaults(fn=cmd_tail)
-
-    tr = reader("trace", "print a trace's span tree with its log lines")
-    tr.add_argument("trace_id")
-    tr.set_defaults(fn=cmd_trace)
-
-    st = reader("status", "is ferry taking data? stored rows, disk, lag, spool (exit 1 while refusing)")
-    st.set_defaults(fn=cmd_status)
-
-    m = reader("metrics", "print a metric's series")
-    m.add_argument("name")
-    m.add_argument("--label", action="append", metavar="KEY=VALUE")
-    m.add_argument("--since", default="1h")
-    m.add_argument("--step", default="60", help="seconds per point")
-    m.set_defaults(fn=cmd_metrics)
+    add_commands(sub)
     return p
 
 

@@ -14,7 +14,9 @@ def ts(ns: int) -> str:
 
 
 def log_line(r: dict[str, Any]) -> str:
-    level = (r.get("level") or "-").upper()[:5]
+    # The level as the sender wrote it, whole: syslog's CRIT, ERR, WARNING and NOTICE say more
+    # than a name cut to five letters or mapped onto OTel's six.
+    level = r.get("level") or "-"
     svc = r.get("service") or (r.get("resource") or {}).get("host.name") or "-"
     extra = ""
     if r.get("trace_id"):
@@ -54,7 +56,7 @@ def trace_tree(data: dict[str, Any]) -> list[str]:
         offset = _dur(int(s["start_ns"]) - t0)
         out.append(f"{'  ' * depth}├─ {s['name']} [{s['service']}] {_dur(int(s['duration_ns']))} +{offset}{status}{msg}")
         for lg in sorted(logs_of.get(s["span_id"], []), key=lambda x: int(x["time_ns"])):
-            out.append(f"{'  ' * depth}│    {ts(int(lg['time_ns']))} {(lg['level'] or '-').upper()}: {lg['body']}")
+            out.append(f"{'  ' * depth}│    {ts(int(lg['time_ns']))} {(lg['level'] or '-')}: {lg['body']}")
         for ch in sorted(children.get(s["span_id"], []), key=lambda x: int(x["start_ns"])):
             walk(ch, depth + 1)
 
@@ -62,7 +64,7 @@ def trace_tree(data: dict[str, Any]) -> list[str]:
         walk(r, 0)
     orphans = [lg for lg in logs if lg["span_id"] not in by_id]
     for lg in orphans:
-        out.append(f"   (no span) {ts(int(lg['time_ns']))} {(lg['level'] or '-').upper()}: {lg['body']}")
+        out.append(f"   (no span) {ts(int(lg['time_ns']))} {(lg['level'] or '-')}: {lg['body']}")
     return out
 
 

@@ -5,6 +5,7 @@ Unknown keys are errors (extra="forbid"), so a typo never silently falls back to
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -15,7 +16,12 @@ class _Section(BaseModel):
 
 
 class BusConfig(_Section):
-    url: str | None = Field(None, description="External NATS JetStream URL; unset = ferry runs its own nats-server.")
+    url: str | None = Field(
+        None,
+        description="External NATS JetStream server(s): nats://HOST:PORT or tls://HOST:PORT, several as a YAML "
+        "list or comma-separated (every node of a cluster, so a role can start while one is down); unset = "
+        "ferry runs its own nats-server. Kept as one comma-separated string.",
+    )
     port: int = Field(14222, description="Client port of the private nats-server (kept below 32768).")
     monitor_port: int = Field(18222, description="HTTP monitoring port of the private nats-server.")
     max_bytes_per_topic: int = Field(2 * 1024**3, description="Bytes a topic may hold before publishes are refused (backpressure).")
@@ -23,16 +29,64 @@ class BusConfig(_Section):
     duplicate_window_s: float = Field(600.0, description="Batch-id dedupe window of every topic, seconds.")
     replicas: int = Field(1, description="Stream replicas (3 on a cluster).")
 
+    @field_validator("url", mode="before")
+    @classmethod
+    def _server_urls(cls, v: object) -> object:
+        # Checked here, not at connect: a URL the client cannot parse used to pass `ferry config
+        # check` and then kill the role with a traceback.
+        from urllib.parse import urlsplit
+
+        if v is None or v == "":
+            return None
+        if isinstance(v, str):
+            items = v.split(",")
+        elif isinstance(v, list) and all(isinstance(u, str) for u in v):
+            items = list(v)
+        else:
+            raise ValueError("expected a NATS URL, a list of them, or several comma-separated")
+        urls = [u.strip() for u in items if u.strip()]
+        if not urls:
+            raise ValueError("no server URL given")
+        for u in urls:
+            want = f"{u!r} is not a NATS server URL; expected nats://HOST:PORT or tls://HOST:PORT"
+            try:
+                parts = urlsplit(u)
+                port = parts.port  # raises on a port that is not a number from 0 to 65535
+            except ValueError:
+                raise ValueError(f"{want} (bad port)") from None
+            if parts.scheme not in ("nats", "tls"):
+                raise ValueError(want + (f" (scheme {parts.scheme!r})" if parts.scheme else " (no scheme)"))
+            if not parts.hostname:
+                raise ValueError(f"{want} (no host)")
+            if port is None or port == 0:
+                raise ValueError(f"{want} (no port)")
+            if parts.path not in ("", "/") or parts.query or parts.fragment:
+                raise ValueError(f"{want} (unexpected path or query)")
+        return ",".join(urls)
+
 
 class OtlpGrpcConfig(_Section):
     enabled: bool = True
     port: int = 4317
+    max_request_bytes: int = Field(
+        16 * 1024**2, gt=0, description="Larger Export messages get RESOURCE_EXHAUSTED (after decompression too)."
+    )
+    read_timeout_s: float = Field(
+        30.0, gt=0, description="A connection's HTTP/2 handshake, and each call's request message, must arrive within this."
+    )
+    idle_timeout_s: float = Field(300.0, gt=0, description="A connection with no call for this long is closed (GOAWAY).")
 
 
 class OtlpHttpConfig(_Section):
     enabled: bool = True
     port: int = 4318
-    max_request_bytes: int = Field(16 * 1024**2, description="Larger requests get 413 (after decompression too).")
+    max_request_bytes: int = Field(16 * 1024**2, gt=0, description="Larger requests get 413 (after decompression too).")
+    read_timeout_s: float = Field(
+        30.0, gt=0, description="A request's header and body must arrive within this, else the connection is closed."
+    )
+    max_connections: int = Field(
+        4096, gt=0, description="Open connections per ingest process; more are closed at once (bounds descriptors)."
+    )
 
 
 class OtlpConfig(_Section):
@@ -47,12 +101,36 @@ class SyslogConfig(_Section):
     max_message_bytes: int = Field(64 * 1024, description="Longer messages are truncated and counted.")
     batch_lines: int = Field(5000, description="Lines per bus batch.")
     batch_wait_s: float = Field(0.2, description="Longest a line waits for its batch to fill.")
+    idle_timeout_s: float = Field(
+        300.0, ge=0, description="A TCP connection silent this long is closed (its unterminated line is kept); 0 = never."
+    )
+    max_connections: int = Field(
+        0,
+        ge=0,
+        description="Open TCP connections per ingest worker; more are closed at once and counted. "
+        "0 = min(10000, half the open-files limit), leaving descriptors for OTLP and the bus.",
+    )
+    max_buffered_bytes: int = Field(
+        256 * 1024**2,
+        gt=0,
+        description="Unterminated-line bytes held over all TCP connections of an ingest worker; above it "
+        "the connections holding the most are closed (their lines kept) and counted.",
+    )
+    udp_receive_buffer_bytes: int = Field(
+        32 * 1024**2,
+        gt=0,
+        description="Kernel receive buffer of the UDP socket (forced as root, else capped by net.core.rmem_max); "
+        "datagrams it cannot hold are counted as dropped, reason udp_overflow.",
+    )
 
 
 class ReceiversConfig(_Section):
     otlp: OtlpConfig = OtlpConfig()
     syslog: SyslogConfig = SyslogConfig()
-    max_inflight_requests: int = Field(64, description="Concurrent OTLP requests; more wait (bounds memory).")
+    max_inflight_requests: int = Field(
+        64, description="Concurrent OTLP requests (HTTP and gRPC each); more get 429 / RESOURCE_EXHAUSTED with "
+        "Retry-After (bounds memory)."
+    )
     workers: int = Field(1, ge=1, description="Receiver processes; they share every port (SO_REUSEPORT).")
 
 
@@ -128,13 +206,81 @@ class BackpressureConfig(_Section):
 
 class ApiConfig(_Section):
     port: int = 8686
+    max_query_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Longest one API query may run in the store; a longer one is stopped and answered 504. "
+        "Not applied to the writer's inserts or maintenance.",
+    )
+    max_query_memory_bytes: int | None = Field(
+        None,
+        gt=0,
+        description="Memory one API query may use in the store (answered 422 above it); "
+        "unset = a quarter of store.max_memory_bytes.",
+    )
+    max_result_bytes: int = Field(
+        64 * 1024**2, gt=0, description="Largest answer one API query may produce (answered 422 above it)."
+    )
+    max_concurrent_queries: int = Field(
+        4,
+        ge=1,
+        description="API queries run in the store at once; more wait up to half of max_query_seconds for a turn, "
+        "then get 429 with Retry-After.",
+    )
+    allowed_hosts: list[str] = Field(
+        [],
+        description="Host names (no port; '*.example.com' for subdomains) the API answers besides localhost and "
+        "IP addresses. With `listen` on a loopback address, a request naming any other host gets 403 "
+        "(DNS rebinding); on other addresses the check is on only when this list is set.",
+    )
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _plain_host_names(cls, v: list[str]) -> list[str]:
+        out = []
+        for name in v:
+            host = name.strip().lower().rstrip(".")
+            try:
+                out.append(ipaddress.ip_address(host.strip("[]")).compressed)
+                continue
+            except ValueError:
+                pass
+            if not host or any(c in host for c in "/:@ []") or "*" in host.removeprefix("*."):
+                raise ValueError(f"{name!r} is not a host name (give names like ferry.example.com or "
+                                 "*.example.com, without scheme or port)")
+            out.append(host)
+        return out
+
+
+# /metrics of a lone ingest or parser role when metrics.port is unset: one port per role, so both
+# roles can run on one host with the defaults (the store's API, 8686, serves its own /metrics).
+ROLE_METRICS_PORTS = {"ingest": 9686, "parser": 9687}
 
 
 class MetricsConfig(_Section):
-    port: int = Field(
-        9686,
+    port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
         description="Port (on `listen`) of GET /metrics and /healthz of `ferry run --role ingest|parser` "
-        "on a host without the store, whose API serves /metrics otherwise.",
+        "on a host without the store, whose API serves /metrics otherwise. Unset = the role's own "
+        "default (ingest 9686, parser 9687), so an ingest and a parser role share a host without a clash.",
+    )
+
+    def port_for(self, role: str) -> int:
+        return self.port if self.port is not None else ROLE_METRICS_PORTS[role]
+
+
+class LogsConfig(_Section):
+    max_bytes: int = Field(
+        16 * 1024**2, ge=64 * 1024,
+        description="Size at which a role's log (data_dir/run/ROLE-N.log) is rotated to ROLE-N.log.1.",
+    )
+    keep: int = Field(3, ge=0, description="Rotated log files kept per role, besides the current one.")
+    repeat_interval_s: float = Field(
+        60.0, ge=0,
+        description="A log message repeated within this many seconds is left out and counted; the count is "
+        "logged with its next occurrence after the interval. 0 logs every repeat.",
     )
 
 
@@ -154,3 +300,4 @@ class FerryConfig(_Section):
     api: ApiConfig = ApiConfig()
     metrics: MetricsConfig = MetricsConfig()
     backpressure: BackpressureConfig = BackpressureConfig()
+    logs: LogsConfig = LogsConfig()

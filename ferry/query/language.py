@@ -39,7 +39,8 @@ LEVEL_KEYS = frozenset({"level", "severity"})
 
 # Severity names an operator may type -> (alias group, SeverityNumber range). The syslog names
 # carry the single number ferry's syslog parser gives them (crit is ERROR2, 18), so `level:crit`
-# finds syslog lines even though their SeverityText reads ERROR.
+# finds syslog lines by number whatever their SeverityText, and `level:error` (17..20) finds
+# syslog's ERR, CRIT and ALERT as well as OTel's ERROR.
 LEVELS: dict[str, tuple[str, int, int]] = {
     "trace": ("trace", 1, 4),
     "debug": ("debug", 5, 8),
@@ -117,7 +118,7 @@ _Kind = Literal["(", ")", "-", "NOT", "AND", "OR", "WORD", "PHRASE", "FIELD", "E
 
 # Keys may carry the dots, dashes and slashes OTel attribute names use, but must start with a
 # letter, `_` or `@` so clock times (12:30:01) and the like stay free words.
-_KEY_RE = re.compile(r"[A-Za-z_@][A-Za-z0-9_.\-/@]*")
+KEY_RE = re.compile(r"[A-Za-z_@][A-Za-z0-9_.\-/@]*")
 _STOP = frozenset('()"')
 _KEYWORDS: dict[str, _Kind] = {"NOT": "NOT", "AND": "AND", "OR": "OR"}
 _NUMBER_RE = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
@@ -182,7 +183,7 @@ class _Lexer:
             return _Tok(_KEYWORDS[word], start, word)
         if word == "*":
             return _Tok("WORD", start, word, And(()))
-        key_m = _KEY_RE.match(word)
+        key_m = KEY_RE.match(word)
         if key_m and key_m.end() < len(word) and word[key_m.end()] == ":":
             return self._field(start, key_m.group(), word[key_m.end() + 1 :])
         if word.endswith("*") and len(word) > 1:

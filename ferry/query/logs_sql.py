@@ -9,7 +9,20 @@ import re
 from typing import Literal
 
 from ferry.errors import BadRequest
-from ferry.query.language import LEVEL_KEYS, LEVELS, And, Field, FieldOp, Node, Not, Or, Phrase, Word, parse
+from ferry.query.language import (
+    KEY_RE,
+    LEVEL_KEYS,
+    LEVELS,
+    And,
+    Field,
+    FieldOp,
+    Node,
+    Not,
+    Or,
+    Phrase,
+    Word,
+    parse,
+)
 from ferry.query.tokens import SEPARATOR_CLASS, TOKEN_RE, interior_tokens, tokens
 from ferry.store.ddl import BODY_TOKENS
 
@@ -37,6 +50,11 @@ _COLUMN_KEYS = {
     "span": "SpanId",
     "host": "ResourceAttributes['host.name']",
 }
+# Names syslog users type (the README's `app:billing`, `facility:local3`) for where ferry keeps those
+# fields. The key as typed is also tried as an attribute, so an OTLP attribute named `app` still matches.
+ALIASES = {"app": "service", "facility": "syslog.facility", "procid": "syslog.procid", "msgid": "syslog.msgid"}
+# Every key that is not looked up in the attribute maps.
+KNOWN_KEYS = frozenset({*_COLUMN_KEYS, *LEVEL_KEYS, "body"})
 # Hex ids are stored lower-case (OTLP bytes -> hex), but people paste them from anywhere.
 _LOWERCASE_KEYS = frozenset({"trace_id", "trace", "span_id", "span"})
 
@@ -192,6 +210,8 @@ def _field(node: Field) -> str:
         raise BadRequest("body: cannot be compared as a number")
     if lkey in _COLUMN_KEYS:
         return _column(lkey, _COLUMN_KEYS[lkey], op, value)
+    if lkey in ALIASES:
+        return f"({_field(Field(ALIASES[lkey], op, value))} OR {_attribute(key, op, value)})"
     return _attribute(key, op, value)
 
 
@@ -285,6 +305,19 @@ def compile_logs(
     )
 
 
+def group_column(key: str) -> str:
+    """The SQL value a count groups by for `key`: a column, or the attribute of that name (log,
+    then resource, then scope attributes)."""
+    key = ALIASES.get(key.lower(), key)
+    if key.lower() in _GROUP_COLUMNS:
+        return _GROUP_COLUMNS[key.lower()]
+    if key.lower() in KNOWN_KEYS or not KEY_RE.fullmatch(key):
+        raise BadRequest(f"cannot group by {key!r}; choose service, level, host, source, tenant or an attribute key")
+    k = sql_string(key)
+    return (f"if(mapContains(LogAttributes, {k}), LogAttributes[{k}], "
+            f"if(mapContains(ResourceAttributes, {k}), ResourceAttributes[{k}], ScopeAttributes[{k}]))")
+
+
 def compile_logs_count(
     query: str,
     *,
@@ -297,7 +330,7 @@ def compile_logs_count(
 
     Output columns, in order: `bucket` (Int64 unix seconds at the start of a `step_s`-second
     bucket, aligned to the epoch) if step_s is given; `key` (the group_by value: service, level,
-    host, source or tenant) if group_by is given; then `count`.
+    host, source, tenant or an attribute) if group_by is given; then `count`.
     """
     select: list[str] = []
     keys: list[str] = []
@@ -307,11 +340,7 @@ def compile_logs_count(
         select.append(f"intDiv(toUnixTimestamp64Nano(Timestamp), {step_s * 10**9}) * {step_s} AS bucket")
         keys.append("bucket")
     if group_by is not None:
-        column = _GROUP_COLUMNS.get(group_by.lower())
-        if column is None:
-            allowed = ", ".join(sorted({"service", "level", "host", "source", "tenant"}))
-            raise BadRequest(f"cannot group by {group_by!r}; choose one of {allowed}")
-        select.append(f"{column} AS key")
+        select.append(f"{group_column(group_by)} AS key")
         keys.append("key")
     select.append("count() AS count")
     sql = f"SELECT {', '.join(select)}\nFROM {TABLE}\nWHERE {_where(query, start_ns, end_ns)}"

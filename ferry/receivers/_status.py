@@ -9,7 +9,16 @@ import logging
 
 import grpc
 
-from ferry.errors import Backpressure, BadRequest, DiskFull, FerryError, RetryableError, TooLarge
+from ferry.errors import (
+    Backpressure,
+    BadRequest,
+    DiskFull,
+    FerryError,
+    QueryTimeout,
+    QueryTooBig,
+    RetryableError,
+    TooLarge,
+)
 
 log = logging.getLogger("ferry.receivers")
 
@@ -20,6 +29,9 @@ _TABLE: list[tuple[type[FerryError], int, grpc.StatusCode, str]] = [
     (Backpressure, 429, grpc.StatusCode.RESOURCE_EXHAUSTED, "backpressure"),
     (RetryableError, 503, grpc.StatusCode.UNAVAILABLE, "unavailable"),
     (TooLarge, 413, grpc.StatusCode.RESOURCE_EXHAUSTED, "too_large"),
+    # API reads: the same query would fail again, so no Retry-After; the client has to narrow it.
+    (QueryTimeout, 504, grpc.StatusCode.DEADLINE_EXCEEDED, "timeout"),
+    (QueryTooBig, 422, grpc.StatusCode.RESOURCE_EXHAUSTED, "too_big"),
     (BadRequest, 400, grpc.StatusCode.INVALID_ARGUMENT, "malformed"),
 ]
 

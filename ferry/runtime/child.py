@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 import os
 import sys
 
 from ferry.config.model import FerryConfig
+from ferry.runtime import logfiles
 from ferry.runtime.memory import tune_allocators
 
 
@@ -22,11 +22,8 @@ def main() -> None:
 
     role, index = sys.argv[1], sys.argv[2]
     cfg = FerryConfig.model_validate_json(os.environ["FERRY_CONFIG_JSON"])
-    logging.basicConfig(
-        level=os.environ.get("FERRY_LOG_LEVEL", "WARNING"),
-        format=f"%(asctime)s {role}[{index}] %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # stderr is the supervisor's pipe into the rotated run/ROLE-INDEX.log (runtime/logfiles.py).
+    logfiles.configure(f"{role}[{index}]", cfg.logs.repeat_interval_s)
     ready = cfg.data_dir / "run" / f"{role}-{index}.ready"
     ready.unlink(missing_ok=True)
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 
 import uvicorn
 
-from ferry.bus.client import bus_url, connect, declare
+from ferry.bus.client import bus_url, connect_or_stop, declare
 from ferry.bus.topics import TOPICS
 from ferry.config.model import FerryConfig
 from ferry.errors import ConfigError, RetryableError
@@ -43,9 +43,10 @@ def _stop_event() -> asyncio.Event:
     return ev
 
 
-def _uvicorn(app: object, sock: socket.socket, limit: int | None = None) -> uvicorn.Server:
+def _uvicorn(app: object, sock: socket.socket, limit: int | None = None, http: object = "auto") -> uvicorn.Server:
     config = uvicorn.Config(
         app,  # type: ignore[arg-type]
+        http=http,  # type: ignore[arg-type]
         log_level="warning",
         access_log=False,
         limit_concurrency=limit,
@@ -63,7 +64,9 @@ async def run_ingest(cfg: FerryConfig) -> None:
     from ferry.receivers.syslog import server as syslog
 
     stop = _stop_event()
-    nc = await connect(bus_url(cfg), "ferry-ingest")
+    nc = await connect_or_stop(bus_url(cfg), "ferry-ingest", stop)
+    if nc is None:  # told to stop while the bus was unreachable
+        return
     js = nc.jetstream()
     await declare(js, cfg.bus)
     monitor = BackpressureMonitor(js, cfg)
@@ -74,7 +77,13 @@ async def run_ingest(cfg: FerryConfig) -> None:
     rc = cfg.receivers
     if rc.otlp.http.enabled:
         sock = listening(socket.SOCK_STREAM, cfg.listen, rc.otlp.http.port)
-        http_server = _uvicorn(http.build_app(js, cfg, monitor), sock, rc.max_inflight_requests * 4)
+        # No uvicorn concurrency limit: it counts every open connection, so senders that hold sockets
+        # open half-sent would refuse everyone else. The app bounds requests in flight and the protocol
+        # bounds connections and how long a request may take to arrive.
+        h = rc.otlp.http
+        http_server = _uvicorn(
+            http.build_app(js, cfg, monitor), sock, http=http.protocol(h.read_timeout_s, h.max_connections)
+        )
         tasks.append(asyncio.create_task(http_server.serve(sockets=[sock])))
     if rc.otlp.grpc.enabled:
         grpc = grpc_server.build_server(js, cfg, monitor)
@@ -103,7 +112,9 @@ async def run_parser(cfg: FerryConfig) -> None:
     from ferry.stages.parser import ParserStage
 
     stop = _stop_event()
-    nc = await connect(bus_url(cfg), "ferry-parser")
+    nc = await connect_or_stop(bus_url(cfg), "ferry-parser", stop)
+    if nc is None:  # told to stop while the bus was unreachable
+        return
     js = nc.jetstream()
     await declare(js, cfg.bus)
     runner = StageRunner(ParserStage(), js, cfg.data_dir)
@@ -124,7 +135,10 @@ async def run_store(cfg: FerryConfig) -> None:
 
     store = ChdbStore(cfg.data_dir / "store", cfg.store.max_memory_bytes, defer_indexes=cfg.store.index_after_s > 0)
     await asyncio.to_thread(store.setup, cfg.store.retention)
-    nc = await connect(bus_url(cfg), "ferry-store")
+    nc = await connect_or_stop(bus_url(cfg), "ferry-store", stop)
+    if nc is None:  # told to stop while the bus was unreachable
+        store.close()
+        return
     js = nc.jetstream()
     await declare(js, cfg.bus)
     spool = Spool(cfg.data_dir / "spool")
@@ -164,7 +178,7 @@ async def run_store(cfg: FerryConfig) -> None:
                     out.append(("ferry_topic_bytes", "Bytes held by a topic.", {"topic": topic.name}, float(si.state.bytes)))
                 restarts = cfg.data_dir / "run" / "nats_restarts"
                 n = float(restarts.read_text()) if restarts.exists() else 0.0
-                out.append(("ferry_bus_server_restarts_total", "Times the supervisor restarted nats-server.", {}, n))
+                out.append(("ferry_bus_server_restarts_total", "Restart attempts of nats-server by the supervisor (failed ones included).", {}, n))
                 lag_cache[:] = out
             except Exception as e:
                 log.debug("lag probe failed: %r", e)
@@ -172,7 +186,7 @@ async def run_store(cfg: FerryConfig) -> None:
 
     lag_task = asyncio.create_task(refresh_lag())
     sock = listening(socket.SOCK_STREAM, cfg.listen, cfg.api.port)
-    api = _uvicorn(build_app(store, gauges), sock)
+    api = _uvicorn(build_app(store, gauges, cfg.api, cfg.listen), sock)
     api_task = asyncio.create_task(api.serve(sockets=[sock]))
     while not api.started and not api_task.done():
         await asyncio.sleep(0.05)
@@ -196,14 +210,16 @@ async def run_alone(role: str, cfg: FerryConfig, say: Callable[[str], None] = pr
     The store's API serves /metrics; ingest and parser hosts have no store, so they serve their own
     /metrics and /healthz on `metrics.port`. Under the supervisor the store is always there.
     """
+    from ferry.runtime import logfiles
     from ferry.runtime.supervisor import banner
     from ferry.telemetry import metrics
 
     metrics.declare(role)  # as ferry.runtime.child does: series exist at 0 from the start
+    logfiles.configure(role, cfg.logs.repeat_interval_s)  # as the child does; rotation is the service manager's
     server: uvicorn.Server | None = None
     serving: asyncio.Task[None] | None = None
     if role != "store":
-        host, port = cfg.listen, cfg.metrics.port
+        host, port = cfg.listen, cfg.metrics.port_for(role)
         try:
             # No SO_REUSEPORT: two processes on one port would each answer a share of the scrapes
             # with only their own counters; a clash must fail instead.
@@ -218,7 +234,7 @@ async def run_alone(role: str, cfg: FerryConfig, say: Callable[[str], None] = pr
         while not task.done() and not (readiness.is_ready(role) and (server is None or server.started)):
             if serving is not None and serving.done():  # uvicorn gave up at start-up; it logged why
                 task.cancel()
-                raise RetryableError(f"the /metrics server on {host_port(cfg.listen, cfg.metrics.port)} did not start")
+                raise RetryableError(f"the /metrics server on {host_port(cfg.listen, cfg.metrics.port_for(role))} did not start")
             await asyncio.sleep(0.05)
         if not task.done():
             say(banner(cfg, (role,)))

@@ -2,6 +2,8 @@
 
 Input is acknowledged only after every output is durable (on the bus or in the store), so a crash
 at any point means redelivery, never loss; batch ids make the redelivery harmless downstream.
+Every batch in hand (being processed, or fetched ahead) is kept alive with in-progress acks, so the
+bus's short ack_wait redelivers only what a dead process or a lost cluster node held.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from ferry.bus import codec
+from ferry.bus.client import IN_PROGRESS_EVERY_S, server_max_payload
 from ferry.bus.publish import publish
 from ferry.bus.topics import Topic, inputs_of
 from ferry.errors import RetryableError
@@ -40,9 +43,15 @@ class StageRunner:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.idle = True
-        # Until batches are seen, assume large ones so that the first fetch is small.
+        # Until batches are seen, assume large ones so that the first fetch is small: as large as
+        # the server lets a message be (a stock cluster allows 1 MiB, ferry's own server 8 MiB).
         self._rows_per_msg = 50_000.0
-        self._bytes_per_msg = float(_FETCH_BYTES) / 4
+        nc = getattr(js, "_nc", None)
+        largest = server_max_payload(nc) if nc is not None else _FETCH_BYTES
+        self._bytes_per_msg = float(min(_FETCH_BYTES / 4, largest))
+        # Delivered and not yet acknowledged or nak'd (by id(): Msg is not hashable).
+        self._held: dict[int, Msg] = {}
+        self._keepalive: asyncio.Task[None] | None = None
         # Whether the last gather held drained_min_rows: then this one is a burst's remainder.
         self._in_burst = False
 
@@ -50,6 +59,7 @@ class StageRunner:
         for topic in inputs_of(self.stage.group):
             sub = await self.js.pull_subscribe_bind(durable=self.stage.group, stream=topic.stream)
             self._tasks.append(asyncio.create_task(self._loop(topic, sub), name=f"{self.stage.group}:{topic.name}"))
+        self._keepalive = asyncio.create_task(self._keep_alive(), name=f"{self.stage.group}:in-progress")
 
     async def stop(self, drain_s: float = 5.0) -> None:
         """Finish the batch in hand, then stop fetching."""
@@ -57,7 +67,27 @@ class StageRunner:
         done, pending = await asyncio.wait(self._tasks, timeout=drain_s) if self._tasks else (set(), set())
         for t in pending:
             t.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            await asyncio.gather(self._keepalive, return_exceptions=True)
         await self.stage.close()
+
+    async def _keep_alive(self) -> None:
+        """Tell the bus, every IN_PROGRESS_EVERY_S, that each batch in hand is still being worked on.
+
+        Without it a batch is redelivered after ack_wait (a few seconds) however healthy its
+        consumer: an insert retried with backoff, or a batch fetched ahead of a slow one, takes longer.
+        """
+        while True:
+            await asyncio.sleep(IN_PROGRESS_EVERY_S)
+            for m in list(self._held.values()):
+                try:
+                    await m.in_progress()
+                except Exception as e:  # bus unavailable: at worst the batch is redelivered (deduplicated)
+                    log.debug("in-progress ack failed: %r", e)
+                    break
 
     def _fetch_size(self, msgs: int, rows: int) -> int:
         """How many messages to ask for next: enough to reach max_rows, never more than _FETCH_BYTES.
@@ -101,6 +131,7 @@ class StageRunner:
                 continue
             for m in got:
                 msgs.append(m)
+                self._held[id(m)] = m
                 n = int((m.headers or {}).get("Ferry-Rows", "0") or 0)
                 rows += n
                 # Moving averages: batch sizes change with load, so recent ones count most.
@@ -145,6 +176,14 @@ class StageRunner:
             return backoff
         self.idle = len(msgs) < self.stage.fetch.max_msgs
         batches, good = self._decode(topic, msgs)
+        if len(good) < len(msgs):
+            # The undecodable are in quarantine now, whatever becomes of the rest: done with them
+            # (kept in hand, they would be kept alive with in-progress acks forever).
+            kept = {id(m) for m in good}
+            for m in msgs:
+                if id(m) not in kept:
+                    self._held.pop(id(m), None)
+                    await m.ack()
         try:
             outputs = await self.stage.process(topic.name, batches) if batches else []
             # All outputs in flight at once: each publish waits for the bus to fsync, and waiting
@@ -163,7 +202,9 @@ class StageRunner:
             log.exception("%s: batch from %s failed", self.stage.group, topic.name)
             await self._poison(topic, good, e)
             return backoff
-        for m in msgs:
+        for m in good:
+            # Let go first: a batch whose ack fails must be redelivered after ack_wait, not kept alive.
+            self._held.pop(id(m), None)
             await m.ack()
         return 0.25
 
@@ -180,6 +221,7 @@ class StageRunner:
 
     async def _nak(self, msgs: list[Msg], delay: float) -> None:
         for m in msgs:
+            self._held.pop(id(m), None)
             try:
                 await m.nak(delay=delay)
             except Exception:  # redelivered after ack_wait anyway
@@ -188,6 +230,7 @@ class StageRunner:
 
     async def _poison(self, topic: Topic, msgs: list[Msg], err: Exception) -> None:
         for m in msgs:
+            self._held.pop(id(m), None)
             if m.metadata.num_delivered >= _MAX_POISON_DELIVERIES:
                 self._quarantine(topic, m, repr(err))
                 await m.ack()

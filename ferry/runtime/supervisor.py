@@ -12,21 +12,27 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from ferry.bus.client import bus_url, connect, declare
+from ferry.bus.client import bus_url, connect_or_stop, declare, shown_url
 from ferry.bus.server import NatsServer, fit_to_disk
 from ferry.config.model import FerryConfig
 from ferry.errors import ConfigError, DiskFull, RetryableError
 from ferry.runtime.disk import free_bytes, mib
 from ferry.runtime.lock import DataDirLock
+from ferry.runtime.logfiles import RotatingLog, pump
 from ferry.runtime.ports import check_free as check_ports_free
 from ferry.runtime.procs import die_with_parent, raise_open_files_limit
 from ferry.runtime.sockets import host_port
 
 ROLE_NAMES = ("ingest", "parser", "store")
+# A nats-server that does not come back (its port held a moment by another program, a slow
+# JetStream recovery) is tried again after this long, doubling up to the cap: ferry keeps going.
+_BUS_RETRY_FIRST_S = 0.5
+_BUS_RETRY_MAX_S = 10.0
 
 
 def banner(cfg: FerryConfig, roles: Collection[str]) -> str:
@@ -50,7 +56,7 @@ def banner(cfg: FerryConfig, roles: Collection[str]) -> str:
     else:  # no store API on this host to serve /metrics: the role serves its own (roles.run_alone)
         lines.append(f"  metrics        http://{at(cfg.metrics.port)}  (/metrics, /healthz)")
     # Only the supervisor starts a private nats-server; a lone role connects to where it would be.
-    bus = cfg.bus.url or (f"private nats-server on 127.0.0.1:{cfg.bus.port}" if whole else bus_url(cfg))
+    bus = shown_url(cfg.bus.url or (f"private nats-server on 127.0.0.1:{cfg.bus.port}" if whole else bus_url(cfg)))
     if "store" in roles:
         lines.append(f"Data is kept in {cfg.data_dir.resolve()}  (bus: {bus}; store: embedded ClickHouse)")
         keep = cfg.store.retention
@@ -58,7 +64,7 @@ def banner(cfg: FerryConfig, roles: Collection[str]) -> str:
                          (("logs", keep.logs_days), ("traces", keep.traces_days), ("metrics", keep.metrics_days)))
         cap = f"; at most {mib(cfg.store.max_bytes)} on disk (store.max_bytes)" if cfg.store.max_bytes else ""
         lines.append(f"Retention: {days}  (store.retention){cap}")
-        lines.append("Try: ferry query 'error' --since 1h      Stop with Ctrl-C (in-flight data is drained).")
+        lines.append("Try: ferry query 'level:error' --since 1h      Stop with Ctrl-C (in-flight data is drained).")
     else:
         lines.append(f"Bus: {bus}      Stop with Ctrl-C (in-flight data is drained).")
     return "\n".join(lines)
@@ -70,6 +76,12 @@ class Child:
     index: int
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
+    log: threading.Thread | None = None  # copies the child's output into its rotated log
+    restart_at: float | None = None  # when a child that died is started again
+
+    @property
+    def name(self) -> str:
+        return f"{self.role}-{self.index}"
 
 
 class Supervisor:
@@ -84,10 +96,21 @@ class Supervisor:
         self._stop = False
         self.run_dir = self.data_dir / "run"
         self._bus_restarted = 0.0
+        self._bus_retry_at = 0.0
+        self._bus_retry_s = _BUS_RETRY_FIRST_S
 
     # --- start ---------------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self) -> bool:
+        """Start everything; False when told to stop before the bus could be reached."""
+        # The data dir holds the bus's credentials and everything sent to ferry: nothing in it is
+        # for other local users. Files made from here on (by ferry, nats-server, chDB) are private,
+        # and a data dir made before this rule is closed at its top level.
+        os.umask(0o077)
         self.lock.acquire()
+        try:
+            self.data_dir.chmod(0o700)
+        except PermissionError:  # another user's directory: ferry may still use it, but says so
+            self.say(f"ferry: cannot make {self.data_dir} private (chmod 700): it belongs to another user")
         private_bus = self.cfg.bus.url is None
         warning = None
         try:  # what stops a start before anything runs: the lock is let go again
@@ -104,7 +127,11 @@ class Supervisor:
         if private_bus:
             self.nats = NatsServer(self.cfg.bus, self.data_dir)
             self.nats.start()
-        asyncio.run(self._declare())
+        if not asyncio.run(self._declare()):
+            if self.nats is not None:
+                self.nats.stop()
+            self.lock.release()
+            return False
         env = dict(os.environ)
         env["FERRY_CONFIG_JSON"] = self.cfg.model_dump_json()
         env["PROMETHEUS_MULTIPROC_DIR"] = str(self.run_dir / "prom")
@@ -115,33 +142,59 @@ class Supervisor:
         for c in self.children:
             self._spawn(c)
         self._wait_ready(timeout=60)
+        return True
 
-    async def _declare(self) -> None:
-        nc = await connect(bus_url(self.cfg), "ferry-supervisor")
+    async def _declare(self) -> bool:
+        """Declare the topics; False when told to stop while the bus was still unreachable."""
+        stop = asyncio.Event()
+
+        async def watch_stop() -> None:  # the signal handler only sets a flag (it may come at any moment)
+            while not self._stop:
+                await asyncio.sleep(0.2)
+            stop.set()
+
+        watcher = asyncio.create_task(watch_stop())
+        nc = await connect_or_stop(bus_url(self.cfg), "ferry-supervisor", stop)
+        watcher.cancel()
+        if nc is None:
+            return False
         try:
             await declare(nc.jetstream(), self.cfg.bus)
         finally:
             await nc.close()
+        return True
 
     def _spawn(self, c: Child) -> None:
-        (self.run_dir / f"{c.role}-{c.index}.ready").unlink(missing_ok=True)
-        log = open(self.data_dir / "run" / f"{c.role}-{c.index}.log", "ab")
+        (self.run_dir / f"{c.name}.ready").unlink(missing_ok=True)
+        self._log_done(c)  # the previous run's last lines are written before this run's first
         c.proc = subprocess.Popen(
             [sys.executable, "-m", "ferry.runtime.child", c.role, str(c.index)],
             env=self._env,
             stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
+            # One pipe for both, so that a traceback stays in order with the lines before it.
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent,
         )
+        assert c.proc.stdout is not None
+        logs = self.cfg.logs
+        c.log = pump(c.proc.stdout, RotatingLog(self.run_dir / f"{c.name}.log", logs.max_bytes, logs.keep), c.name)
+
+    @staticmethod
+    def _log_done(c: Child, timeout: float = 2.0) -> None:
+        """Wait until a dead child's output is all in its log (the pipe ends once it has exited)."""
+        if c.log is not None:
+            c.log.join(timeout)
+            c.log = None
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         for c in self.children:
-            ready = self.run_dir / f"{c.role}-{c.index}.ready"
+            ready = self.run_dir / f"{c.name}.ready"
             while not ready.exists():
                 if c.proc is not None and c.proc.poll() is not None:
-                    tail = (self.run_dir / f"{c.role}-{c.index}.log").read_text(errors="replace")[-2000:]
+                    self._log_done(c)
+                    tail = (self.run_dir / f"{c.name}.log").read_text(errors="replace")[-2000:]
                     self.shutdown()
                     raise RetryableError(f"the {c.role} process exited during start-up:\n{tail}")
                 if time.monotonic() > deadline:
@@ -168,26 +221,47 @@ class Supervisor:
             if self.nats is not None:
                 self._watch_bus(self.nats)
             for c in self.children:
-                if not self._stop and c.proc is not None and c.proc.poll() is not None:
+                if self._stop or c.proc is None or c.proc.poll() is None:
+                    continue
+                if c.restart_at is None:
                     c.restarts += 1
                     self.say(f"{c.role} process exited with code {c.proc.returncode}; restarting it (restart {c.restarts})")
-                    # A role that keeps crashing is restarted with a growing pause, not in a hot loop.
-                    time.sleep(min(0.5 * c.restarts, 5.0))
+                    # A role that keeps crashing is restarted with a growing pause, not in a hot
+                    # loop; the pause holds up neither the other children nor the bus's watch.
+                    c.restart_at = time.monotonic() + min(0.5 * c.restarts, 5.0)
+                elif time.monotonic() >= c.restart_at:
+                    c.restart_at = None
                     self._spawn(c)
         self.shutdown()
 
     def _watch_bus(self, nats: NatsServer) -> None:
-        if not nats.alive():
-            self.say("nats-server died; restarting it")
-            nats.ensure_running()
-        elif nats.write_failed() and self._disk_has_room() and time.monotonic() - self._bus_restarted > 5.0:
-            # Until then receivers refuse with reason disk_full, and the bus keeps what it had.
-            self.say("nats-server failed to write to disk (it was full); restarting it now that there is room")
-            nats.restart()
-            self._bus_restarted = time.monotonic()
-        else:
+        if time.monotonic() < self._bus_retry_at:
             return
-        # The store process publishes this file as ferry_bus_server_restarts_total.
+        try:
+            if not nats.alive():
+                if self._bus_retry_s == _BUS_RETRY_FIRST_S:  # said once per outage, not at every try
+                    self.say("nats-server died; restarting it")
+                nats.ensure_running()
+            elif nats.write_failed() and self._disk_has_room() and time.monotonic() - self._bus_restarted > 5.0:
+                # Until then receivers refuse with reason disk_full, and the bus keeps what it had.
+                self.say("nats-server failed to write to disk (it was full); restarting it now that there is room")
+                self._bus_restarted = time.monotonic()
+                nats.restart()
+            else:
+                if self._bus_retry_s > _BUS_RETRY_FIRST_S and nats.healthy():  # a slow start has ended
+                    self.say("nats-server is running again")
+                    self._bus_retry_s = _BUS_RETRY_FIRST_S
+                return
+        except RetryableError as e:
+            # Roles keep reconnecting meanwhile; receivers answer "unavailable" until the bus is back.
+            self.say(f"ferry: {e}; trying again in {self._bus_retry_s:g} s")
+            self._bus_retry_at = time.monotonic() + self._bus_retry_s
+            self._bus_retry_s = min(2 * self._bus_retry_s, _BUS_RETRY_MAX_S)
+        else:
+            if self._bus_retry_s > _BUS_RETRY_FIRST_S:
+                self.say("nats-server is running again")
+            self._bus_retry_s = _BUS_RETRY_FIRST_S
+        # The store process publishes this file as ferry_bus_server_restarts_total (every attempt).
         (self.run_dir / "nats_restarts").write_text(str(nats.restarts))
 
     def _disk_has_room(self) -> bool:
@@ -206,6 +280,8 @@ class Supervisor:
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
+        for c in self.children:
+            self._log_done(c)
         if self.nats is not None:
             self.nats.stop()
         self.lock.release()
@@ -216,7 +292,9 @@ def run(cfg: FerryConfig) -> int:
     raise_open_files_limit()
     sup = Supervisor(cfg, say=lambda s: print(s, flush=True))
     sup.install_signal_handlers()
-    sup.start()
+    if not sup.start():
+        print("ferry: stopped before the bus could be reached", flush=True)
+        return 0
     print(sup.banner(), flush=True)
     sup.watch()
     return 0

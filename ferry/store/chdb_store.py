@@ -7,9 +7,10 @@ batch found only partly written (a crash between partitions) is deleted and writ
 from __future__ import annotations
 
 import logging
-import os
+import re
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -18,26 +19,14 @@ import pyarrow.compute as pc
 
 from ferry.bus import codec
 from ferry.config.model import RetentionConfig
-from ferry.errors import RetryableError
+from ferry.errors import QueryTimeout, QueryTooBig, RetryableError, StoreQueryFailed
+from ferry.runtime.faults import injected
 from ferry.store import ddl
 
 log = logging.getLogger("ferry.store")
 
 # Tests flip store failures on and off through this file (a fault switch for reliability tests):
 # while the file named by the variable exists and contains "store", every insert fails.
-FAULTS_ENV = "FERRY_FAULTS_FILE"
-
-
-def _faulty() -> bool:
-    path = os.environ.get(FAULTS_ENV)
-    if not path:
-        return False
-    try:
-        return "store" in Path(path).read_text()
-    except OSError:
-        return False
-
-
 def _ttl_of(engine_full: str) -> str | None:
     """The TTL expression in a system.tables engine_full string, or None if the table has none."""
     _, found, rest = engine_full.partition(" TTL ")
@@ -46,6 +35,63 @@ def _ttl_of(engine_full: str) -> str | None:
 
 def quote(s: str) -> str:
     return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+# --- API reads: limits and what a client is told -------------------------------------------------
+@dataclass(frozen=True)
+class QueryLimits:
+    """Caps on one API read. They are settings of the reading thread's own connection, so the
+    writer's inserts and the maintenance jobs, which read and write on other connections, are
+    never cut by them."""
+
+    max_seconds: float
+    max_memory_bytes: int
+    max_result_bytes: int
+
+    def describe(self, reason: str) -> str:
+        if reason == "timeout":
+            return f"the query took longer than {self.max_seconds:g} s; narrow the time range or the query"
+        if reason == "memory":
+            return f"the query needed more than {_size(self.max_memory_bytes)} of memory; narrow the time range or the query"
+        if reason == "result":
+            return f"the answer is larger than {_size(self.max_result_bytes)}; lower the limit or narrow the query"
+        return "the query failed in the store; retry later"
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} bytes"
+
+
+_CODE_RE = re.compile(r"Code: (\d+)\.")
+# ClickHouse error codes that mean "this query hit its own cap", and not "the store is in trouble".
+_TIMEOUT_CODES = {159, 160, 394}  # TIMEOUT_EXCEEDED, TOO_SLOW, QUERY_WAS_CANCELLED
+_MEMORY_CODE = 241  # MEMORY_LIMIT_EXCEEDED: the query's own cap, or the whole server's (then: retry)
+_RESULT_CODE = 396  # TOO_MANY_ROWS_OR_BYTES
+
+
+def _reason_of(err: Exception) -> str:
+    text = str(err)
+    m = _CODE_RE.search(text)
+    code = int(m.group(1)) if m else None
+    if code in _TIMEOUT_CODES:
+        return "timeout"
+    if code == _MEMORY_CODE and "(total)" not in text:
+        return "memory"
+    if code == _RESULT_CODE:
+        return "result"
+    return "store"
+
+
+def _log_failed_read(reason: str, sql: str, err: Exception) -> None:
+    # A client repeating a failing request in a loop cannot flood the log: every role's logging
+    # lets a repeated message through once a minute with a count (runtime/logfiles.RepeatFilter).
+    # The first line of the engine's message has its code and reason; the rest is a stack trace.
+    text = str(err).strip()
+    first = text.splitlines()[0][:2000] if text else repr(err)
+    log.warning("API query failed (%s): %s\nSQL: %s", reason, first, sql[:8000])
 
 
 class ChdbStore:
@@ -62,18 +108,41 @@ class ChdbStore:
         self._all: list[object] = []
         self._lock = threading.Lock()
 
-    def conn(self) -> object:
-        c = getattr(self._local, "conn", None)
+    def conn(self, limits: QueryLimits | None = None) -> object:
+        """This thread's connection; with `limits`, a connection of its own carrying them."""
+        conns: dict[QueryLimits | None, object] = self._local.__dict__.setdefault("conns", {})
+        c = conns.get(limits)
         if c is None:
             # Server-wide cap for queries, inserts and merges together; one query may use half of it.
+            per_query = self.max_memory_bytes // 2
+            extra = ""
+            if limits is not None:
+                per_query = min(per_query, limits.max_memory_bytes)
+                extra = f"&max_execution_time={limits.max_seconds:g}"
             c = self._chdb.connect(
                 f"file:{self.path}?max_server_memory_usage={self.max_memory_bytes}"
-                f"&max_memory_usage={self.max_memory_bytes // 2}"
+                f"&max_memory_usage={per_query}{extra}"
             )
-            self._local.conn = c
+            conns[limits] = c
             with self._lock:
                 self._all.append(c)
         return c
+
+    def _discard_conn(self, limits: QueryLimits | None) -> None:
+        """Close this thread's connection after a failed query. chDB (4.4) keeps the rows a query
+        had produced before it failed (a timeout mid-scan) and prepends them to the next answer on
+        the same connection; a fresh connection (under 1 ms) starts clean."""
+        conns: dict[QueryLimits | None, object] = self._local.__dict__.setdefault("conns", {})
+        c = conns.pop(limits, None)
+        if c is None:
+            return
+        with self._lock:
+            if c in self._all:
+                self._all.remove(c)
+        try:
+            c.close()  # type: ignore[attr-defined]
+        except Exception:
+            pass
 
     def setup(self, retention: RetentionConfig) -> None:
         for stmt in ddl.all_statements(retention.logs_days, retention.traces_days, retention.metrics_days):
@@ -141,11 +210,28 @@ class ChdbStore:
         try:
             res = self.conn().query(sql, fmt)  # type: ignore[attr-defined]
         except Exception as e:
+            self._discard_conn(None)
             raise RetryableError(f"store query failed: {e}") from e
         return res.bytes()
 
     def query_rows(self, sql: str) -> list[dict[str, object]]:
         data = self.query_bytes(sql, "JSONEachRow")
+        return [orjson.loads(line) for line in data.splitlines() if line]
+
+    def read_rows(self, sql: str, limits: QueryLimits) -> list[dict[str, object]]:
+        """An API read under `limits`. Failures raise QueryTimeout, QueryTooBig or StoreQueryFailed
+        with a message fit for a client; the engine's error and the SQL are logged (throttled)."""
+        try:
+            data = self.conn(limits).query(sql, "JSONEachRow").bytes()  # type: ignore[attr-defined]
+        except Exception as e:
+            self._discard_conn(limits)
+            reason = _reason_of(e)
+            _log_failed_read(reason, sql, e)
+            kind = {"timeout": QueryTimeout, "memory": QueryTooBig, "result": QueryTooBig}.get(reason, StoreQueryFailed)
+            raise kind(limits.describe(reason)) from None
+        # chDB does not enforce max_result_bytes (4.4); checked here, before parsing multiplies it.
+        if len(data) > limits.max_result_bytes:
+            raise QueryTooBig(limits.describe("result"))
         return [orjson.loads(line) for line in data.splitlines() if line]
 
     # --- writes ------------------------------------------------------------------------------
@@ -154,7 +240,7 @@ class ChdbStore:
 
     def insert_streams(self, table: str, streams: Sequence[bytes]) -> None:
         """Insert Arrow IPC streams (plain or LZ4) into `table`, one INSERT per stream."""
-        if _faulty():
+        if injected("store"):
             raise RetryableError("store unavailable (injected fault)")
         sql = f"INSERT INTO {table}"
         if self.defer_indexes and table in ddl.DEFERRED_INDEXES:
@@ -175,14 +261,18 @@ class ChdbStore:
         that may have been seen before (redelivered, resubmitted, or `verify`) are also looked up in
         the data table itself.
         """
-        if _faulty():
+        if injected("store"):
             raise RetryableError("store unavailable (injected fault)")
+        # One batch may come twice in one call: a delivery that sat unfetched past ack_wait and its
+        # redelivery arrive in the same fetch. The ledger cannot tell (neither is in it yet).
+        unique = list({b.batch_id: b for b in reversed(batches)}.values())[::-1]
+        skipped = len(batches) - len(unique)
+        batches = unique
         present = self._in_ledger(table, [b.batch_id for b in batches])
         doubtful = [b for b in batches if (verify or b.redelivered) and b.batch_id not in present]
         if doubtful:
             present.update(self._in_table(table, doubtful))
         fresh: list[codec.Batch] = []
-        skipped = 0
         for b in batches:
             have = present.get(b.batch_id, 0)
             if have and have >= b.num_rows:

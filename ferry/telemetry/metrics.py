@@ -29,8 +29,27 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 received = Counter("ferry_received_records_total", "Records taken from clients.", ["signal", "receiver"])
 refused = Counter(
     "ferry_refused_records_total",
-    "Records refused (client told): bad_record, malformed, too_large, backpressure, unavailable.",
+    "Records refused (client told), by reason: a bad record of a good request, or every record of a request "
+    "refused after it was decoded. A request refused before its records could be counted (backpressure is "
+    "checked before the body is read; a body over the limit, not decodable or not read in time) counts 1; "
+    "ferry_refused_requests_total counts every refused request once.",
     ["signal", "receiver", "reason"],
+)
+refused_requests = Counter(
+    "ferry_refused_requests_total",
+    "OTLP requests answered with an error (refused whole), by reason; each counted once.",
+    ["signal", "receiver", "reason"],
+)
+refused_connections = Counter(
+    "ferry_refused_connections_total",
+    "Connections a receiver closed before a whole request arrived: read_timeout (too slow), too_many (over the cap).",
+    ["receiver", "reason"],
+)
+closed_connections = Counter(
+    "ferry_closed_connections_total",
+    "Open connections a receiver closed: idle (silent for idle_timeout_s), buffer_limit (held the most "
+    "unterminated bytes when all together held too many). The line in progress is kept.",
+    ["receiver", "reason"],
 )
 dropped = Counter(
     "ferry_dropped_records_total",
@@ -59,10 +78,35 @@ refusing = Gauge(
     ["reason"],
     multiprocess_mode="livemax",
 )
+open_connections = Gauge(
+    "ferry_open_connections",
+    "Connections a receiver holds open now (syslog_tcp: against receivers.syslog.max_connections per worker).",
+    ["receiver"],
+    multiprocess_mode="livesum",
+)
 indexed_late = Counter(
     "ferry_store_late_index_builds_total",
     "Partitions whose unmerged parts got their deferred skip indexes built after insert.",
     ["table"],
+)
+api_requests = Counter(
+    "ferry_api_requests_total",
+    "API requests by handler and outcome: ok, bad_request (400), too_big (422), timeout (504: cut at "
+    "api.max_query_seconds), busy (429: api.max_concurrent_queries all taken), store (503), internal (500), "
+    "forbidden_host (403: DNS-rebinding check; handler host_check).",
+    ["handler", "outcome"],
+)
+API_OUTCOMES = ("ok", "bad_request", "too_big", "timeout", "busy", "store", "internal")
+api_queries_running = Gauge(
+    "ferry_api_queries_running",
+    "API queries the store is running now (at most api.max_concurrent_queries), including any the "
+    "store has not yet stopped after their client was answered 504.",
+    multiprocess_mode="livesum",
+)
+log_suppressed = Counter(
+    "ferry_log_messages_suppressed_total",
+    "Log messages left out as repeats of one logged less than logs.repeat_interval_s before.",
+    ["level"],
 )
 insert_seconds = Histogram(
     "ferry_store_insert_seconds",
@@ -160,8 +204,13 @@ def declare(role: str) -> None:
             for r in _OTLP:
                 received.labels(s, r)
                 for reason in ("malformed", "too_large", "backpressure", "disk_full", "unavailable", "internal",
-                               "invalid_trace_id", "invalid_span_id"):
+                               "invalid_trace_id", "invalid_span_id", "invalid_value", "read_timeout"):
                     refused.labels(s, r, reason)
+                for reason in ("malformed", "too_large", "backpressure", "disk_full", "unavailable", "internal",
+                               "read_timeout"):
+                    refused_requests.labels(s, r, reason)
+        refused_connections.labels("otlp_http", "read_timeout")
+        refused_connections.labels("otlp_http", "too_many")
         received.labels("logs", "syslog")
         dropped.labels("syslog_udp", "overload")
         dropped.labels("syslog_udp", "disk_full")
@@ -169,6 +218,16 @@ def declare(role: str) -> None:
         refusing.labels("backpressure").set(0)
         dropped.labels("syslog", "truncated")
         retried.labels("syslog", "backpressure")
+        # Syslog hardening: refused/closed connections, kernel-dropped datagrams, lines lost to a bug
+        # (internal), to a bus that refuses one line (too_large) or to a bus still down at shutdown.
+        refused_connections.labels("syslog_tcp", "too_many")
+        closed_connections.labels("syslog_tcp", "idle")
+        closed_connections.labels("syslog_tcp", "buffer_limit")
+        open_connections.labels("syslog_tcp").set(0)
+        dropped.labels("syslog_udp", "udp_overflow")
+        for reason in ("internal", "too_large", "shutdown"):
+            dropped.labels("syslog", reason)
+        retried.labels("syslog", "internal")
         retried.labels("publish", "bus_unavailable")
     elif role == "parser":
         processed.labels("parser")

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import yaml
 
+from ferry.config.model import ROLE_METRICS_PORTS
 from ferry.runtime.procs import die_with_parent
 from ferry.runtime.sockets import host_port
 
@@ -47,7 +48,10 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 class FerryProcess:
     def __init__(self, data_dir: Path, config: dict[str, Any] | None = None, env: dict[str, str] | None = None,
-                 workers: int = 1) -> None:
+                 workers: int = 1, role: str | None = None) -> None:
+        """`role` runs `ferry run --role ROLE` instead (one role of the many-machine shape, against the
+        `bus.url` the config names)."""
+        self.role = role
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         base = {
@@ -89,17 +93,34 @@ class FerryProcess:
     def syslog_port(self) -> int:
         return int(self.config["receivers"]["syslog"]["tcp_port"])
 
+    @property
+    def metrics_url(self) -> str:
+        """Where this process's /metrics is: the API's, or a lone ingest/parser role's metrics.port."""
+        if self.role in ("ingest", "parser"):
+            port = (self.config.get("metrics") or {}).get("port") or ROLE_METRICS_PORTS[self.role]
+            return f"http://{self._at(port)}/metrics"
+        return self.api + "/metrics"
+
     def start(self, timeout: float = 90.0) -> FerryProcess:
+        return self.launch().wait_started(timeout)
+
+    def launch(self) -> FerryProcess:
+        """Start the process without waiting for it to serve (to start several at once)."""
         # A restart on the same data dir appends to the same log: only this run's lines count.
         self._offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._log = open(self.log_path, "ab")
+        role = ["--role", self.role] if self.role else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ferry", "run", "--config", str(self.config_path)],
+            [sys.executable, "-m", "ferry", "run", *role, "--config", str(self.config_path)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=self.env,
             preexec_fn=die_with_parent,  # a killed test run must not leave ferry running
         )
+        return self
+
+    def wait_started(self, timeout: float = 90.0) -> FerryProcess:
+        assert self.proc is not None, "launch() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -158,7 +179,7 @@ class FerryProcess:
         raise AssertionError(f"condition not met within {timeout}s (last value {last!r})\n{self.output()[-3000:]}")
 
     def metrics_text(self) -> str:
-        return httpx.get(self.api + "/metrics", timeout=30).text
+        return httpx.get(self.metrics_url, timeout=30).text
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of a /metrics sample over series whose labels include `labels`."""

@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -85,7 +86,7 @@ def test_query_prints_matches_newest_first_and_json(ferry: FerryProcess) -> None
     r = ferry_cli("query", f"PaymentService level:error service:checkout {tok}", "--since", "30d", api=ferry.api)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
-    assert len(lines) == 1 and "com.acme.PaymentService.charge failed" in lines[0] and "ERROR" in lines[0]
+    assert len(lines) == 1 and "com.acme.PaymentService.charge failed" in lines[0] and " ERR " in lines[0]
     r = ferry_cli("query", tok, "--since", "30d", "--json", api=ferry.api)
     rows = [orjson.loads(x) for x in r.stdout.splitlines()]
     assert [x["time_ns"] for x in rows] == sorted((x["time_ns"] for x in rows), reverse=True)
@@ -186,28 +187,62 @@ def test_ctrl_c_drains_what_was_received(tmp_path: Path) -> None:
         assert f.stop() == 0
 
 
+def _metric(name: str, service: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceMetrics": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+        "scopeMetrics": [{"metrics": [{"name": name, **data}]}],
+    }]}
+
+
 def test_metrics_command_prints_series(ferry: FerryProcess) -> None:
-    """`ferry metrics NAME --label k=v` prints the series' points; --json gives them to machines."""
+    """`ferry metrics NAME --label k=v` prints a table per series; --json gives them to machines."""
     name = f"queue.depth.{uuid.uuid4().hex[:6]}"
     now = time.time_ns()
-    body = {"resourceMetrics": [{
-        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "worker"}}]},
-        "scopeMetrics": [{"metrics": [{"name": name, "gauge": {"dataPoints": [
-            {"timeUnixNano": str(now - 30_000_000_000), "asDouble": 4.0, "attributes": [{"key": "q", "value": {"stringValue": "a"}}]},
-            {"timeUnixNano": str(now), "asDouble": 6.0, "attributes": [{"key": "q", "value": {"stringValue": "a"}}]},
-            {"timeUnixNano": str(now), "asDouble": 100.0, "attributes": [{"key": "q", "value": {"stringValue": "b"}}]},
-        ]}}]}],
-    }]}
+    body = _metric(name, "worker", {"unit": "{items}", "gauge": {"dataPoints": [
+        {"timeUnixNano": str(now - 30_000_000_000), "asDouble": 4.0, "attributes": [{"key": "q", "value": {"stringValue": "a"}}]},
+        {"timeUnixNano": str(now), "asDouble": 6.0, "attributes": [{"key": "q", "value": {"stringValue": "a"}}]},
+        {"timeUnixNano": str(now), "asDouble": 100.0, "attributes": [{"key": "q", "value": {"stringValue": "b"}}]},
+    ]}})
     assert httpx.post(f"{ferry.otlp_http}/v1/metrics", json=body).status_code == 200
     ferry.wait_for(lambda: ferry.get("/api/v1/metrics/series", name=name, since="1h")["series"])
     r = ferry_cli("metrics", name, "--label", "q=a", "--step", "3600", "--json", api=ferry.api)
     data = orjson.loads(r.stdout)
     assert [s["labels"] for s in data["series"]] == [{"q": "a"}]
     assert data["series"][0]["service"] == "worker" and data["series"][0]["points"][0][1] == 5.0
+    assert data["series"][0]["unit"] == "{items}"
     r = ferry_cli("metrics", name, "--label", "service=worker", "--step", "3600", api=ferry.api)
     lines = r.stdout.splitlines()
-    b = lines.index(next(x for x in lines if "gauge service=worker {'q': 'b'}" in x))
-    assert r.returncode == 0 and lines[b + 1].split()[-1] == "100"
+    b = lines.index(f"{name}  (gauge, {{items}})  service=worker  q=b")
+    assert r.returncode == 0 and lines[b + 1].split() == ["time", "(UTC)", "value"] and lines[b + 2].split()[-1] == "100"
+
+
+def test_histogram_table_has_count_mean_and_percentiles(ferry: FerryProcess) -> None:
+    """A histogram reads as count, mean and p50/p90/p99 from its buckets, per step and for the whole
+    range; a cumulative series counts only what is new in each step."""
+    name = f"latency.{uuid.uuid4().hex[:6]}"
+    t0 = (time.time_ns() // 60_000_000_000 - 3) * 60_000_000_000  # three whole minutes ago
+    points = [  # cumulative since t0: 10 in (0,10], then 10 more in (10,100]
+        {"startTimeUnixNano": str(t0), "timeUnixNano": str(t0 + 30_000_000_000), "count": "10", "sum": 50.0,
+         "bucketCounts": ["10", "0", "0"], "explicitBounds": [10.0, 100.0], "min": 2.0, "max": 8.0},
+        {"startTimeUnixNano": str(t0), "timeUnixNano": str(t0 + 90_000_000_000), "count": "20", "sum": 550.0,
+         "bucketCounts": ["10", "10", "0"], "explicitBounds": [10.0, 100.0], "min": 2.0, "max": 80.0},
+    ]
+    body = _metric(name, "api", {"unit": "ms", "histogram": {"aggregationTemporality": 2, "dataPoints": points}})
+    assert httpx.post(f"{ferry.otlp_http}/v1/metrics", json=body).status_code == 200
+    ferry.wait_for(lambda: ferry.get("/api/v1/metrics/series", name=name, since="1h")["series"])
+    r = ferry_cli("metrics", name, "--since", "10m", api=ferry.api)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"{name}  (histogram, ms)  service=api"
+    assert lines[1].split() == ["time", "(UTC)", "count", "mean", "p50", "p90", "p99"]
+    assert lines[2].split()[2:] == ["10", "5", "5", "7.4", "7.94"]  # (2, 8]: min and max close the bucket
+    assert lines[3].split()[2:] == ["10", "50", "45", "73", "79.3"]  # (10, 80]
+    assert lines[4].split()[:2] == ["whole", "range"] and lines[4].split()[2:4] == ["20", "27.5"]
+    # A name with no data says so and exits 1, naming the likely one.
+    r = ferry_cli("metrics", name + "x", api=ferry.api)
+    assert r.returncode == 1 and f"no data for metric {name}x in the last 1h; did you mean {name}?" in r.stderr
+    listing = ferry_cli("metrics", api=ferry.api).stdout.splitlines()
+    assert any(x.split() == [name, "histogram", "ms", "1", "api"] for x in listing), listing
 
 
 def test_status_says_ferry_is_taking_data(ferry: FerryProcess) -> None:
@@ -252,3 +287,64 @@ def test_taken_port_is_named_with_its_setting(tmp_path: Path) -> None:
         assert not (tmp_path / "data" / "bus" / "js").exists(), "nothing was started"
     finally:
         holder.close()
+
+
+def test_api_root_names_the_api_and_its_routes(ferry: FerryProcess) -> None:
+    """`GET /` in a browser is a small page linking the routes; a JSON client gets the same as JSON."""
+    r = httpx.get(ferry.api + "/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "ferry API" in r.text and '<a href="/api/v1/status">' in r.text and "docs/api.md" in r.text
+    j = httpx.get(ferry.api + "/", headers={"Accept": "application/json"}).json()
+    paths = [x["path"] for x in j["routes"]]
+    assert j["name"] == "ferry API" and "/api/v1/services" in paths and "/api/v1/fields?service=" in paths
+
+
+def test_levels_shown_as_sent_and_json_without_cursor_fields(ferry: FerryProcess) -> None:
+    """Syslog severities print whole (CRIT, WARNING, NOTICE), `level:error` finds CRIT, and --json
+    rows carry no paging fields unless --cursor asks for them."""
+    tok = uuid.uuid4().hex[:8]
+    # PRI = facility * 8 + severity: user.crit, user.warning, user.notice
+    _send_syslog(ferry, [f"<10>1 - web1 disk 1 - - disk failing {tok}", f"<12>1 - web1 disk 1 - - disk warm {tok}",
+                         f"<13>1 - web1 disk 1 - - disk fine {tok}"])
+    ferry.wait_for(lambda: len(ferry.search(tok)) == 3)
+    r = ferry_cli("query", tok, api=ferry.api)
+    assert sorted(line.split()[2] for line in r.stdout.splitlines()) == ["CRIT", "NOTICE", "WARNING"]
+    assert r.stderr.strip().startswith("-- 3 lines in ")
+    r = ferry_cli("query", f"level:error {tok}", api=ferry.api)
+    assert len(r.stdout.splitlines()) == 1 and "CRIT  disk: disk failing" in r.stdout
+    row = orjson.loads(ferry_cli("query", f"level:crit {tok}", "--json", api=ferry.api).stdout)
+    assert row["level"] == "CRIT" and not {"_cursor_ts", "_cursor_key", "ingest_ns"} & set(row)
+    row = orjson.loads(ferry_cli("query", f"level:crit {tok}", "--json", "--cursor", api=ferry.api).stdout)
+    assert {"_cursor_ts", "_cursor_key", "ingest_ns"} <= set(row)
+
+
+def test_discovery_commands_and_warnings(ferry: FerryProcess) -> None:
+    """services, fields and count tell what is there to search; a key no line has is a warning on
+    stderr (and in the API answer), not a silent nothing; a bad --by is refused and counted."""
+    tok = uuid.uuid4().hex[:8]
+    app = f"app{tok}"
+    _send_syslog(ferry, [f"<{19 * 8 + 3}>1 - web1 {app} 1 - - charge failed {tok}",
+                         f"<{19 * 8 + 6}>1 - web2 {app} 1 - - charge ok {tok}"])
+    ferry.wait_for(lambda: len(ferry.search(tok)) == 2)
+    services = ferry_cli("services", api=ferry.api).stdout.splitlines()
+    assert services[0].split() == ["service", "logs", "spans", "metric", "points", "last", "seen"]
+    assert any(x.split()[:4] == [app, "2", "0", "0"] and x.endswith(" ago") for x in services), services
+    fields = ferry_cli("fields", "--service", app, api=ferry.api)
+    assert fields.returncode == 0 and "-- from 2 lines of service " in fields.stderr
+    by_name = {x.split()[0]: x for x in fields.stdout.splitlines()[1:]}
+    assert "local3 (2)" in by_name["syslog.facility"] and "(facility)" in by_name["syslog.facility"]
+    assert "web1 (1), web2 (1)" in by_name["host"]
+    r = ferry_cli("count", f"app:{app} facility:local3", "--by", "host", api=ferry.api)
+    assert r.stdout.splitlines() == ["host  count", "web1      1", "web2      1"], r.stdout
+    assert ferry_cli("count", f"app:{app} level:error", api=ferry.api).stdout.strip() == "1"
+    r = ferry_cli("query", f"svc:{app}", api=ferry.api)
+    assert r.returncode == 0 and r.stdout == ""
+    assert "ferry: warning: no field named 'svc'; did you mean 'service'?" in r.stderr
+    answer = ferry.get("/api/v1/logs/count", q=f"service:{app[:-1]}")
+    assert answer["count"] == 0 and answer["warnings"] == [
+        f"no line has service {app[:-1]!r} in this time range; did you mean {app!r}?"]
+    before = ferry.metric("ferry_api_requests_total", handler="count", outcome="bad_request")
+    r = ferry_cli("count", "", "--by", "body", api=ferry.api)
+    assert r.returncode == 1 and "cannot group by 'body'" in r.stderr and "HTTP 400" in r.stderr
+    assert ferry.metric("ferry_api_requests_total", handler="count", outcome="bad_request") == before + 1
+    assert ferry.metric("ferry_api_requests_total", handler="services", outcome="ok") >= 1

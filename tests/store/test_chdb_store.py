@@ -95,6 +95,10 @@ def _exactly_once(path: str) -> dict[str, Any]:
     c = Batch(_logs(["c1", "c2", "c3"], now), "logs", "otel_logs", "otlp", batch_id="C")
     s.insert("otel_logs", c.table.slice(0, 1).set_column(c.table.schema.get_field_index("BatchId"), "BatchId", pa.array(["C"])))
     out["partial"] = s.write_batches("otel_logs", [c], verify=True)
+    # A delivery left unfetched past ack_wait and its redelivery, both in one writer call.
+    d = Batch(_logs(["d1"], now), "logs", "otel_logs", "otlp", batch_id="D")
+    d_again = Batch(d.table, "logs", "otel_logs", "otlp", batch_id="D", redelivered=True)
+    out["twice_in_one_call"] = s.write_batches("otel_logs", [d, d_again])
     out["bodies"] = sorted(r["Body"] for r in s.query_rows("SELECT Body FROM otel_logs"))
     s.close()
     return out
@@ -107,7 +111,8 @@ def test_write_batches_is_exactly_once(tmp_path: Path) -> None:
     assert got["again"] == (0, 2)
     assert got["ledger_lost_redelivered"] == (0, 1)
     assert got["partial"] == (3, 0)
-    assert got["bodies"] == ["a1", "a2", "b1", "c1", "c2", "c3"]
+    assert got["twice_in_one_call"] == (1, 1)
+    assert got["bodies"] == ["a1", "a2", "b1", "c1", "c2", "c3", "d1"]
 
 
 _OLD_BODY_INDEX = (

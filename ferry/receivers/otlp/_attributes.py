@@ -14,10 +14,10 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-from google.protobuf.message import DecodeError
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError, Message
+from opentelemetry.proto.common.v1 import common_pb2
 
-from ferry.errors import BadRequest
 from ferry.schema.tables import ATTRS
 
 # Tag bytes: KeyValue.key and AnyValue.string_value (field 1, LEN), KeyValue.value (field 2, LEN),
@@ -25,16 +25,46 @@ from ferry.schema.tables import ATTRS
 _TAG_1_LEN, _TAG_2_LEN = 0x0A, 0x12
 _BOOLS = pa.array(["false", "true"], pa.string())
 Pairs = list[tuple[str, str]]
+# Arrays and kvlists nest; deeper than this a value is refused (its record, reason invalid_value).
+# OTLP sets no limit; 32 levels is far past any real attribute, and bounds the recursion below.
+MAX_DEPTH = 32
+
+
+class InvalidValue(Exception):
+    """A KeyValue or AnyValue that cannot be read (malformed bytes, or nested over MAX_DEPTH)."""
+
+
+def _bytes_strings(real: type[Message]) -> type[Message]:
+    """`real` (a message of common.proto) with every string field read as bytes: protobuf's parser
+    refuses invalid UTF-8 in a string field, and one bad byte must not cost more than its replacement."""
+    proto = descriptor_pb2.FileDescriptorProto()
+    common_pb2.DESCRIPTOR.CopyToProto(proto)
+    for msg in proto.message_type:
+        for f in msg.field:
+            if f.type == descriptor_pb2.FieldDescriptorProto.TYPE_STRING:
+                f.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(real.DESCRIPTOR.full_name))
+
+
+AnyValue = _bytes_strings(common_pb2.AnyValue)
+KeyValue = _bytes_strings(common_pb2.KeyValue)
+
+
+def _str(b: bytes) -> str:
+    return b.decode("utf-8", "replace")
 
 
 # ---- AnyValue messages (the rare path: non-string values, odd encodings) ----
 
 
-def plain(v: AnyValue) -> Any:
-    """The AnyValue as a plain Python value, for JSON rendering of arrays and kvlists."""
+def plain(v: Any, depth: int = 0) -> Any:
+    """The AnyValue (strings read as bytes, see AnyValue above) as a plain Python value, for JSON
+    rendering of arrays and kvlists."""
     kind = v.WhichOneof("value")
     if kind == "string_value":
-        return v.string_value
+        return _str(v.string_value)
     if kind == "int_value":
         return v.int_value
     if kind == "double_value":
@@ -43,16 +73,26 @@ def plain(v: AnyValue) -> Any:
         return v.bool_value
     if kind == "bytes_value":
         return base64.b64encode(v.bytes_value).decode("ascii")
+    if kind in ("array_value", "kvlist_value") and depth >= MAX_DEPTH:
+        raise InvalidValue(f"value nested deeper than {MAX_DEPTH} levels")
     if kind == "array_value":
-        return [plain(x) for x in v.array_value.values]
+        return [plain(x, depth + 1) for x in v.array_value.values]
     if kind == "kvlist_value":
-        return {kv.key: plain(kv.value) for kv in v.kvlist_value.values}
+        return {_str(kv.key): plain(kv.value, depth + 1) for kv in v.kvlist_value.values}
     return None
 
 
-def text(v: AnyValue) -> str:
+def text(v: Any) -> str:
     """The string stored for an AnyValue: scalars as text, arrays and kvlists as compact JSON."""
     return render(plain(v))
+
+
+def _parse(kind: type[Message], raw: bytes) -> Any:
+    try:
+        return kind.FromString(raw)
+    except DecodeError as e:
+        # protobuf's parser also stops at its own nesting limit (about 100 messages deep).
+        raise InvalidValue(f"malformed {kind.DESCRIPTOR.name}: {e}") from None
 
 
 def render(value: Any) -> str:
@@ -107,6 +147,9 @@ class Blob:
     u8: np.ndarray
     start: np.ndarray
     end: np.ndarray
+    # Where values that could not be read start, shared by every range of the same buffer, so the
+    # decoder can refuse the records holding them (see `report`).
+    invalid: list[np.ndarray] = field(default_factory=list)
 
     @classmethod
     def of(cls, raws: list[bytes]) -> Blob:
@@ -121,7 +164,15 @@ class Blob:
         return cls(data, np.frombuffer(data, dtype=np.uint8), offs[:-1], offs[1:])
 
     def sub(self, start: np.ndarray, end: np.ndarray) -> Blob:
-        return Blob(self.data, self.u8, start, end)
+        return Blob(self.data, self.u8, start, end, self.invalid)
+
+    def report(self, bad: np.ndarray) -> None:
+        """Note the ranges under mask `bad` as values that could not be read."""
+        if bad.any():
+            self.invalid.append(np.asarray(self.start)[bad])
+
+    def invalid_positions(self) -> np.ndarray:
+        return np.concatenate(self.invalid) if self.invalid else np.zeros(0, np.int64)
 
     def byte(self, pos: np.ndarray) -> np.ndarray:
         return self.u8[np.minimum(pos, len(self.u8) - 1)]
@@ -195,16 +246,21 @@ def _values(blob: Blob, start: np.ndarray, end: np.ndarray, ok: np.ndarray) -> t
 
 
 def split_keyvalues(kvs: Blob) -> tuple[pa.Array, pa.Array]:
-    """Keys and string values of serialized KeyValue messages, in order."""
+    """Keys and string values of serialized KeyValue messages, in order; those that cannot be read
+    become ("", "") and are reported on `kvs` (see Blob.report)."""
     if len(kvs.start) < 64:
-        return _split(kvs)
+        keys, vals, bad = _split(kvs)
+        kvs.report(bad)
+        return keys, vals
     # Attributes repeat a lot (the same keys, few distinct values), so split each distinct one once.
     encoded = pc.dictionary_encode(kvs.binary())
-    keys, vals = _split(Blob.of_array(encoded.dictionary))
+    keys, vals, bad = _split(Blob.of_array(encoded.dictionary))
+    if bad.any():
+        kvs.report(bad[np.asarray(encoded.indices)])
     return keys.take(encoded.indices), vals.take(encoded.indices)
 
 
-def _split(kvs: Blob) -> tuple[pa.Array, pa.Array]:
+def _split(kvs: Blob) -> tuple[pa.Array, pa.Array, np.ndarray]:
     start, end = kvs.start, kvs.end
     # Fast shape: key (field 1), then value (field 2) up to the end; everything else takes the slow path.
     klen, kw, ok = varint(kvs.u8, start + 1)
@@ -215,33 +271,41 @@ def _split(kvs: Blob) -> tuple[pa.Array, pa.Array]:
     good = ok & ok2 & (kvs.byte(start) == _TAG_1_LEN) & (kvs.byte(kend) == _TAG_2_LEN) & (av + vlen == end)
     keys = kvs.sub(np.where(good, kstart, start), np.where(good, kend, start)).strings()
     vals, slow = _values(kvs, np.where(good, av, end), end, good)
+    bad = np.zeros(len(start), dtype=bool)
     if not slow.any():
-        return keys, vals
+        return keys, vals, bad
     slow_keys, slow_vals = [], []
     for i in np.flatnonzero(slow).tolist():
         try:
-            kv = KeyValue.FromString(kvs.raw(i))
-        except DecodeError as e:
-            raise BadRequest(f"malformed attribute KeyValue: {e}") from None
-        slow_keys.append(kv.key)
-        slow_vals.append(text(kv.value))
+            kv = _parse(KeyValue, kvs.raw(i))
+            key, val = _str(kv.key), text(kv.value)
+        except InvalidValue:
+            bad[i] = True
+            key = val = ""
+        slow_keys.append(key)
+        slow_vals.append(val)
     return (
         _merge(keys, [(slow, pa.array(slow_keys, pa.string()))]),
         _merge(vals, [(slow, pa.array(slow_vals, pa.string()))]),
+        bad,
     )
 
 
 def anyvalues(values: Blob) -> pa.Array:
-    """String form of serialized AnyValue messages (missing -> "")."""
+    """String form of serialized AnyValue messages (missing -> ""); those that cannot be read become
+    "" and are reported on `values` (see Blob.report)."""
     out, slow = _values(values, values.start, values.end, np.ones(len(values.start), dtype=bool))
     if not slow.any():
         return out
     texts = []
+    bad = np.zeros(len(values.start), dtype=bool)
     for i in np.flatnonzero(slow).tolist():
         try:
-            texts.append(text(AnyValue.FromString(values.raw(i))))
-        except DecodeError as e:
-            raise BadRequest(f"malformed AnyValue: {e}") from None
+            texts.append(text(_parse(AnyValue, values.raw(i))))
+        except InvalidValue:
+            bad[i] = True
+            texts.append("")
+    values.report(bad)
     return _merge(out, [(slow, pa.array(texts, pa.string()))])
 
 
@@ -265,17 +329,17 @@ def hex_ids(ids: Blob, size: int) -> tuple[pa.Array, np.ndarray]:
 
 
 def pairs(raws: Sequence[bytes]) -> Pairs:
-    """A few raw KeyValues (resource, scope) as (key, value) pairs."""
+    """A few raw KeyValues (resource, scope) as (key, value) pairs; raises InvalidValue."""
     if len(raws) > 32:
-        keys, vals = split_keyvalues(Blob.of(list(raws)))
+        blob = Blob.of(list(raws))
+        keys, vals = split_keyvalues(blob)
+        if blob.invalid:
+            raise InvalidValue("an attribute value cannot be read")
         return list(zip(keys.to_pylist(), vals.to_pylist(), strict=True))
     out = []
     for raw in raws:
-        try:
-            kv = KeyValue.FromString(raw)
-        except DecodeError as e:
-            raise BadRequest(f"malformed attribute KeyValue: {e}") from None
-        out.append((kv.key, text(kv.value)))
+        kv = _parse(KeyValue, raw)
+        out.append((_str(kv.key), text(kv.value)))
     return out
 
 
@@ -332,6 +396,9 @@ class Part:
     columns: dict[str, Any]
     bad: dict[str, np.ndarray] = field(default_factory=dict)  # reason -> row mask, in precedence order
     refused: dict[str, int] = field(default_factory=dict)  # rejections that have no row
+    # Each row's byte range [start, end) in the request's record buffer, so that a value that could
+    # not be read (Blob.report) refuses the row holding it.
+    spans: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def rollup(counts: np.ndarray, flat_bad: np.ndarray) -> np.ndarray:

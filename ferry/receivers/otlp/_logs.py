@@ -257,4 +257,5 @@ def build(f: Fields, group: np.ndarray, now_ns: int) -> Part:
         "Body": f.anyvalue(5),
         "LogAttributes": attrs,
     }
-    return Part("otel_logs", group, cols, {"invalid_trace_id": bad_trace, "invalid_span_id": bad_span})
+    bad = {"invalid_trace_id": bad_trace, "invalid_span_id": bad_span}
+    return Part("otel_logs", group, cols, bad, spans=(f.blob.start, f.blob.end))

@@ -127,7 +127,7 @@ def build(f: Fields, group: np.ndarray) -> list[Part]:
         else:
             cols.update(_summary(points))
         point_group = group[np.repeat(np.arange(f.n), per_metric)]
-        parts.append(Part(table, point_group, cols, bad))
+        parts.append(Part(table, point_group, cols, bad, spans=(points.blob.start, points.blob.end)))
     empty = int((~has_data).sum())
     if empty:
         parts.append(Part("otel_metrics_gauge", np.zeros(0, np.int64), {}, refused={"empty_metric": empty}))

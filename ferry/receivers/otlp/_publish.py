@@ -47,5 +47,13 @@ async def publish_decoded(
         metrics.refused.labels(signal, receiver, reason).inc(n)
 
 
-def refuse_all(signal: str, receiver: str, reason: str, n: int = 1) -> None:
-    metrics.refused.labels(signal, receiver, reason).inc(n)
+def refuse_all(signal: str, receiver: str, reason: str, decoded: Decoded | None) -> None:
+    """Count a request refused whole: once as a request, and as its records when it was decoded.
+
+    Records are known only once the body is decoded; a request refused before that (backpressure
+    is checked before the body is even read, so refusing stays cheap; a body over the limit or not
+    decodable) counts 1 record, a lower bound, and always 1 request.
+    """
+    metrics.refused_requests.labels(signal, receiver, reason).inc()
+    records = decoded.accepted + decoded.rejected if decoded is not None else 1
+    metrics.refused.labels(signal, receiver, reason).inc(records)

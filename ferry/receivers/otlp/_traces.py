@@ -63,4 +63,4 @@ def build(f: Fields, group: np.ndarray) -> Part:
         "invalid_trace_id": bad_trace | rollup(n_links, bad_link_trace),
         "invalid_span_id": bad_span | bad_parent | rollup(n_links, bad_link_span),
     }
-    return Part("otel_traces", group, cols, bad)
+    return Part("otel_traces", group, cols, bad, spans=(f.blob.start, f.blob.end))

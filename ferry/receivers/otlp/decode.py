@@ -28,7 +28,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 from ferry.errors import BadRequest
 from ferry.receivers.otlp import _json, _logs, _metrics, _traces
-from ferry.receivers.otlp._attributes import Attrs, Blob, Nested, Part, pairs
+from ferry.receivers.otlp._attributes import MAX_DEPTH, Attrs, Blob, InvalidValue, Nested, Part, pairs
 from ferry.receivers.otlp._logs import Fields
 from ferry.schema.tables import ATTRS, TABLES, TS
 
@@ -39,6 +39,7 @@ _EXPLAIN = {
     "invalid_trace_id": "trace ids must be 16 bytes (32 hex characters) or empty",
     "invalid_span_id": "span ids must be 8 bytes (16 hex characters) or empty",
     "empty_metric": "a metric must carry gauge, sum, histogram, exponential_histogram or summary data",
+    "invalid_value": f"an attribute or body value is malformed or nests arrays/kvlists over {MAX_DEPTH} deep",
 }
 
 
@@ -58,6 +59,8 @@ class Decoded:
 # declared `bytes`. upb then only finds where each record is, and _logs.Fields scans the records of
 # a request together: numpy passes instead of one Python object per field, which is what made
 # message-by-message decoding slow. Resources and scopes are few and are read from the message.
+# Its string fields are bytes too: protobuf's parser refuses a whole message for one invalid UTF-8
+# byte in any string; ferry replaces such bytes (U+FFFD), in records and scopes alike, as the JSON side does.
 
 _RAW_TYPES = {".opentelemetry.proto.common.v1.KeyValue", ".opentelemetry.proto.common.v1.AnyValue"}
 _RAW_FIELDS = {
@@ -75,6 +78,8 @@ def _rawify(msg: descriptor_pb2.DescriptorProto, scope: str) -> None:
         if f.type_name in _RAW_TYPES or f"{name}.{f.name}" in _RAW_FIELDS:
             f.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
             f.ClearField("type_name")
+        elif f.type == descriptor_pb2.FieldDescriptorProto.TYPE_STRING:
+            f.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
 
 
 def _shadow_pool() -> descriptor_pool.DescriptorPool:
@@ -216,32 +221,69 @@ def _decode(
             req = signal.shadow.FromString(payload)
         except DecodeError as e:
             raise BadRequest(str(e) or "malformed protobuf") from None
-        groups, group, records = _walk(req, signal.path)
-        parts = build(Fields(Blob.of(records), signal.record), group)
+        groups, group, records, invalid_groups = _walk(req, signal.path)
+        root = Blob.of(records)
+        parts = build(Fields(root, signal.record), group)
+        _refuse_invalid(parts, root.invalid_positions(), invalid_groups)
         return _finish(parts, groups, signal.unit, tenant, now)
     except BadRequest as e:
         raise BadRequest(f"invalid {wire} {signal.request.DESCRIPTOR.name}: {e}") from None
 
 
-def _walk(req: Any, path: tuple[str, str, str]) -> tuple[list[_Group], np.ndarray, list[bytes]]:
-    """Resource/scope groups, each record's group, and the records' raw bytes."""
+def _str(b: bytes) -> str:
+    return b.decode("utf-8", "replace")
+
+
+def _pairs_or_none(raws: Any) -> list[tuple[str, str]] | None:
+    try:
+        return pairs(raws)
+    except InvalidValue:
+        return None
+
+
+def _walk(req: Any, path: tuple[str, str, str]) -> tuple[list[_Group], np.ndarray, list[bytes], np.ndarray]:
+    """Resource/scope groups, each record's group, the records' raw bytes, and a mask of the groups
+    whose resource or scope attributes cannot be read (their records are refused, not the request)."""
     outer, inner, items = path
     groups: list[_Group] = []
+    invalid: list[bool] = []
     per_group: list[int] = []
     records: list[bytes] = []
     for r in getattr(req, outer):
-        res = (pairs(r.resource.attributes), r.schema_url)
+        res_attrs = _pairs_or_none(r.resource.attributes)
         for s in getattr(r, inner):
             sc = s.scope
+            scope_attrs = _pairs_or_none(sc.attributes)
             groups.append(
                 _Group(
-                    *res, sc.name, sc.version, pairs(sc.attributes), sc.dropped_attributes_count, s.schema_url
+                    res_attrs or [], _str(r.schema_url), _str(sc.name), _str(sc.version), scope_attrs or [],
+                    sc.dropped_attributes_count, _str(s.schema_url),
                 )
             )
+            invalid.append(res_attrs is None or scope_attrs is None)
             raws = getattr(s, items)
             per_group.append(len(raws))
             records.extend(raws)
-    return groups, np.repeat(np.arange(len(groups)), per_group), records
+    return groups, np.repeat(np.arange(len(groups)), per_group), records, np.array(invalid, dtype=bool)
+
+
+def _refuse_invalid(parts: list[Part], positions: np.ndarray, invalid_groups: np.ndarray) -> None:
+    """Mark the rows that hold a value that could not be read, or belong to such a group, invalid_value."""
+    if not len(positions) and not invalid_groups.any():
+        return
+    for part in parts:
+        bad = invalid_groups[part.group] if len(part.group) else np.zeros(0, dtype=bool)
+        if len(positions) and part.spans is not None:
+            start, end = part.spans
+            order = np.argsort(start, kind="stable")
+            k = np.searchsorted(start[order], positions, side="right") - 1
+            hit = k >= 0
+            rows = order[k[hit]]
+            inside = positions[hit] < end[rows]
+            bad = bad.copy()
+            bad[rows[inside]] = True
+        if bad.any():
+            part.bad["invalid_value"] = bad
 
 
 def _context(groups: list[_Group], group: np.ndarray) -> dict[str, pa.Array]:

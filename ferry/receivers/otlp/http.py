@@ -19,15 +19,16 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ferry.config.model import FerryConfig
-from ferry.errors import BadRequest, TooLarge
+from ferry.errors import Backpressure, BadRequest, TooLarge
 from ferry.receivers._status import as_ferry_error, retry_after, status_of
 from ferry.receivers.backpressure import BackpressureMonitor
 from ferry.receivers.otlp import decode
+from ferry.receivers.otlp._connections import protocol as protocol  # the server side of this app
 from ferry.receivers.otlp._publish import publish_decoded, refuse_all
 
 _DECODERS = {"logs": decode.decode_logs, "traces": decode.decode_traces, "metrics": decode.decode_metrics}
@@ -83,39 +84,78 @@ async def _read_body(request: Request, limit: int) -> bytes:
         return body
     if encoding not in ("gzip", "deflate"):
         raise BadRequest(f"unsupported Content-Encoding {encoding!r}: use gzip or none")
-    d = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
-    try:
-        out = d.decompress(body, limit + 1)
-    except zlib.error as e:
-        raise BadRequest(f"body is not valid {encoding}: {e}") from e
-    if len(out) > limit or d.unconsumed_tail:
-        raise TooLarge(f"decompressed body is over the {limit}-byte limit")
-    return out
+    return _inflate(body, encoding, limit)
+
+
+def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
+    """The decompressed body, which must be whole streams with nothing after them.
+
+    gzip allows several members back to back (Go's reader, which the Collector uses, reads them all);
+    anything else after the end of a stream, or a stream that stops short, is a broken body: taking the
+    part that inflated would store a request the client never finished or never meant.
+    """
+    if not body:
+        return body
+    out: list[bytes] = []
+    size = 0
+    rest = body
+    while True:
+        d = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
+        try:
+            piece = d.decompress(rest, limit + 1 - size)  # never 0 (= unbounded): size <= limit here
+        except zlib.error as e:
+            raise BadRequest(f"body is not valid {encoding}: {e}") from e
+        size += len(piece)
+        if size > limit or d.unconsumed_tail:
+            raise TooLarge(f"decompressed body is over the {limit}-byte limit")
+        if not d.eof:
+            raise BadRequest(f"body is truncated {encoding}: the stream does not end")
+        out.append(piece)
+        rest = d.unused_data
+        if not rest:
+            return b"".join(out)
+        if encoding != "gzip" or not rest.startswith(b"\x1f\x8b"):
+            raise BadRequest(f"body has {len(rest)} bytes of trailing data after the {encoding} stream")
 
 
 def build_app(js: JetStreamContext, cfg: FerryConfig, monitor: BackpressureMonitor) -> Starlette:
     limit = cfg.receivers.otlp.http.max_request_bytes
+    # Requests from the moment their header is in until they are answered, body read included: this
+    # bounds memory. Connections still sending a header hold no slot (their read deadline bounds them).
+    most = cfg.receivers.max_inflight_requests
+    inflight = 0
 
     def handler(signal: str) -> Any:
         async def export(request: Request) -> Response:
+            nonlocal inflight
             fmt = "json"  # until the request says otherwise: an unsupported type gets a readable answer
+            decoded: decode.Decoded | None = None
+            inflight += 1
             try:
                 fmt = _format_of(request)
+                if inflight > most:
+                    raise Backpressure(f"more than {most} OTLP/HTTP requests in flight", retry_after=1)
                 monitor.check()
                 body = await _read_body(request, limit)
                 tenant = request.headers.get("x-ferry-tenant", cfg.tenant)
                 decoded = await asyncio.to_thread(_DECODERS[signal], body, fmt, tenant=tenant, now_ns=time.time_ns())
                 await publish_decoded(js, signal, decoded, tenant, "otlp_http", body)
+            except ClientDisconnect:
+                # The read deadline closed it (counted in ferry_refused_connections_total) or the client
+                # hung up mid-body: no one is left to answer, and nothing was taken.
+                return Response(status_code=400)
             except Exception as exc:
                 e = as_ferry_error(exc, signal, "otlp_http")
                 http, _, reason = status_of(e)
-                refuse_all(signal, "otlp_http", reason)
+                refuse_all(signal, "otlp_http", reason, decoded)
                 headers = {}
                 ra = retry_after(e, cfg.backpressure.retry_after_s)
                 if ra is not None:
                     headers["Retry-After"] = str(ra)
                 st = status_pb2.Status(code=http, message=str(e))
                 return _encode(st, fmt, http, headers)
+            finally:
+                inflight -= 1
             return _encode(_response(signal, decoded.rejected, decoded.message), fmt)
 
         return export

@@ -1,6 +1,8 @@
 """Split syslog byte streams into messages: RFC 6587 framing for TCP, line splitting for UDP.
 
 Both octet-counting and non-transparent (LF/NUL-terminated) framing are detected per message.
+An LF (or CRLF) ending an octet-counted frame is framing, not message: rsyslog's and syslog-ng's
+RFC 5424 templates end every message with one and count it in the frame's length.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ class StreamFramer:
         # True when `_buf` holds a non-transparent message without a terminator, so small pieces of
         # a long line are checked for a terminator without rescanning its start.
         self._open_line = False
+        # True once this sender ended an octet-counted frame with an LF (rsyslog, syslog-ng):
+        # from then on frames are stripped as they are cut rather than in a pass after.
+        self._lf_frames = False
         # Bytes of an oversized octet-counted frame that are still to arrive and be dropped.
         self._skip = 0
         # True while dropping the tail of an oversized non-transparent message up to its terminator.
@@ -106,11 +111,34 @@ class StreamFramer:
         return out
 
     def _octet_run(self, buf: bytes, pos: int, out: list[bytes]) -> tuple[int, int]:
-        """Cut back-to-back octet-counted frames starting at `pos`.
+        """Cut back-to-back octet-counted frames starting at `pos`, each without a final LF or CRLF.
 
         Returns where it stopped and why (`_NEXT`, `_NOT_OCTET`, `_WAIT`); on `_WAIT` the frame at
         the returned position is incomplete and `_need` says how long it must get.
         """
+        first = len(out)
+        if self._lf_frames:
+            truncated = self.truncated
+            stop, kind = self._frames(buf, pos, out, True)
+            if buf.find(b"\r", pos, stop) >= 0:
+                # `_frames` cut final LFs only; a CR before one is rare (one memchr rules it out),
+                # and then the run is cut again the exact way (same input, same state after).
+                del out[first:]
+                self.truncated = truncated
+                stop, kind = self._frames(buf, pos, out, False)
+                _strip_final_lf(out, first)
+            elif not all(out[first:]):  # a frame of only an LF carries nothing, like a blank line
+                out[first:] = [m for m in out[first:] if m]
+            return stop, kind
+        stop, kind = self._frames(buf, pos, out, False)
+        # Until a frame ending in LF is seen, one memchr over the whole run replaces a test per
+        # frame, so senders that add none (most direct ones) pay nothing for the relays that do.
+        if len(out) > first and buf.find(b"\n", pos, stop) >= 0 and _strip_final_lf(out, first):
+            self._lf_frames = True
+        return stop, kind
+
+    def _frames(self, buf: bytes, pos: int, out: list[bytes], lf: bool) -> tuple[int, int]:
+        """`_octet_run`, cutting a final LF off each frame itself if `lf` (this sender adds them)."""
         end = len(buf)
         get = _COUNTS.get
         append = out.append
@@ -124,7 +152,7 @@ class StreamFramer:
                 start = pos + width
                 stop = start + count
                 if count <= limit and stop <= end:
-                    append(buf[start:stop])
+                    append(buf[start : stop - 1] if lf and buf[stop - 1] == 0x0A else buf[start:stop])
                     pos = stop
                     continue
             # Everything else: another header width, a frame that is incomplete or oversized, the
@@ -149,7 +177,7 @@ class StreamFramer:
                 if stop > end:
                     self._need = stop - pos
                     return pos, _WAIT
-                append(buf[start:stop])
+                append(buf[start : stop - 1] if lf and buf[stop - 1] == 0x0A else buf[start:stop])
                 pos = stop
                 continue
             if end - start < limit:
@@ -233,6 +261,11 @@ class StreamFramer:
         self._open_line = False
         return head
 
+    @property
+    def buffered(self) -> int:
+        """Bytes held for a message still arriving (at most about `max_message`)."""
+        return len(self._buf)
+
     def flush(self) -> list[bytes]:
         """Return the unterminated message left at connection close and reset the framer."""
         buf = self._buf
@@ -256,6 +289,22 @@ class StreamFramer:
         self._discard_line = False
         self._open_line = False
         return out
+
+
+def _strip_final_lf(out: list[bytes], first: int) -> bool:
+    """Remove a final LF or CRLF from the messages `out[first:]`, and messages left empty by it
+    (a frame of just a line end carries nothing, like a blank line); whether any had one."""
+    found = empty = False
+    for i in range(first, len(out)):
+        m = out[i]
+        if m[-1] == _LF:
+            m = m[:-2] if m[-2:] == b"\r\n" else m[:-1]
+            out[i] = m
+            found = True
+            empty = empty or not m
+    if empty:
+        out[first:] = [m for m in out[first:] if m]
+    return found
 
 
 def _split_lines(block: bytes) -> list[bytes]:

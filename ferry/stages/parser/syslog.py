@@ -72,8 +72,11 @@ _FACILITIES = [
     *(f"local{i}" for i in range(8)),
 ]  # fmt: skip
 _SEVERITIES = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"]
+# SeverityText is the severity as the sender wrote it (CRIT stays CRIT: an operator reads what
+# the device said, and OTel leaves SeverityText to the source), upper case like OTel's names.
+# SeverityNumber is OTel's mapping, which is what level filters and ranges compare.
+_SEVERITY_TEXT = [s.upper() for s in _SEVERITIES]
 _OTEL_NUMBER = [21, 19, 18, 17, 13, 10, 9, 5]
-_OTEL_TEXT = ["FATAL", "ERROR", "ERROR", "ERROR", "WARN", "INFO", "INFO", "DEBUG"]
 
 # Default PRI for lines without one: user.notice, as logger(1) and syslog(3) use.
 _DEFAULT_PRI = 13
@@ -226,7 +229,7 @@ def _extract_fields(df: pl.DataFrame) -> pl.DataFrame:
         .alias("_procid"),
         pl.when(is5).then(_nil(p5.field("field_5"))).alias("_msgid"),
         pl.when(is5)
-        .then(sd_and_msg.str.strip_prefix(pl.col("_sd")).str.strip_prefix(" ").str.strip_prefix("\ufeff"))
+        .then(sd_and_msg.str.strip_prefix(pl.col("_sd")).str.strip_chars_start(" ").str.strip_prefix("\ufeff"))
         .when(is3)
         .then(line.str.strip_prefix(g3.field("head")))
         .otherwise(line)
@@ -265,7 +268,7 @@ def _extract_fields(df: pl.DataFrame) -> pl.DataFrame:
         ).alias("_error"),
         _lookup(pl.col("_pri") // 8, _FACILITIES, pl.String).alias("_facility"),
         _lookup(pl.col("_pri") % 8, _SEVERITIES, pl.String).alias("_severity"),
-        _lookup(pl.col("_pri") % 8, _OTEL_TEXT, pl.String).fill_null("").alias("_sev_text"),
+        _lookup(pl.col("_pri") % 8, _SEVERITY_TEXT, pl.String).fill_null("").alias("_sev_text"),
         _lookup(pl.col("_pri") % 8, _OTEL_NUMBER, pl.UInt8).fill_null(0).alias("_sev_number"),
     )
     return df.drop("_p5", "_g3", "_privers")

@@ -225,7 +225,7 @@ def test_payload_that_looks_like_frames_is_not_reframed() -> None:
     """A payload holding LFs, digits and nested `<count> ` text is one message."""
     inner = octet(b"fake") + b"\n12 not a frame\n"
     out, _ = frame_all([octet(inner) + octet(M2)])
-    assert out == [inner, M2]
+    assert out == [inner[:-1], M2]  # less the final LF, which is framing
 
 
 def test_oversize_octet_frame_split_at_every_position() -> None:
@@ -279,7 +279,7 @@ def test_count_longer_than_the_stream_keeps_what_arrived_at_close() -> None:
 def test_lines_between_frames_in_one_read() -> None:
     """LF-framed lines around octet-counted frames (whose payloads hold LFs) split correctly."""
     stream = b"<13>a\n<13>b\r\n" + octet(b"x\ny\n") + b"<13>c\n\n<13>d\x00" + octet(b"7 z") + b"<13>e\n"
-    assert frame_all([stream])[0] == [b"<13>a", b"<13>b", b"x\ny\n", b"<13>c", b"<13>d", b"7 z", b"<13>e"]
+    assert frame_all([stream])[0] == [b"<13>a", b"<13>b", b"x\ny", b"<13>c", b"<13>d", b"7 z", b"<13>e"]
 
 
 def test_crlf_lf_and_bare_cr_mixed_in_one_read() -> None:
@@ -337,3 +337,42 @@ def test_any_chunking_yields_the_same_messages() -> None:
             )
             assert out == whole, (stream, size)
             assert chunked.truncated == framer.truncated
+
+
+# What rsyslog (RSYSLOG_SyslogProtocol23Format, TCP_Framing="octet-counted") and syslog-ng's syslog()
+# driver write, captured from both: the count includes the LF that ends the message.
+RSYSLOG_FRAME = b"66 <29>1 2026-12-04T16:23:08+00:00 vm relayed - - -  via rsyslog tok\n"
+SYSLOG_NG_FRAME = b"73 <163>1 2026-12-04T16:25:19+00:00 vm payments 11626 - - card declined tok\n"
+
+
+@pytest.mark.parametrize("frame", [RSYSLOG_FRAME, SYSLOG_NG_FRAME], ids=["rsyslog", "syslog-ng"])
+def test_octet_frame_ending_in_lf_loses_the_lf(frame: bytes) -> None:
+    """The LF a relay counts into an octet-counted frame is framing: no stored body ends with it,
+    however the stream is cut into reads, and the space after the count never leads the message."""
+    msg = frame.split(b" ", 1)[1][:-1]
+    stream = frame * 3
+    for cut in range(len(stream) + 1):
+        out, framer = frame_all([stream[:cut], stream[cut:]])
+        assert out == [msg] * 3, cut
+        assert framer.truncated == 0
+
+
+def test_octet_frame_ending_in_crlf_or_only_lf() -> None:
+    """A CRLF inside the count goes too, an LF inside the message stays, a frame of just an LF is
+    skipped like a blank line, and a frame not ending in LF is untouched."""
+    stream = octet(M2 + b"\n") + octet(M1 + b"\r\n") + octet(M3 + b"\n") + octet(b"\n") + octet(b"\r\n") + octet(M2)
+    stream += octet(b"a\rb\r") + octet(M1 + b"\n")
+    # Every cut, since the framer changes pace once it has seen a sender end frames with an LF.
+    for cut in range(len(stream) + 1):
+        out, _ = frame_all([stream[:cut], stream[cut:]])
+        assert out == [M2, M1, M3, M2, b"a\rb\r", M1], cut
+
+
+def test_buffered_bytes_stay_bounded_by_max_message() -> None:
+    """`buffered` (what the receiver sums over connections) never exceeds max_message plus a
+    header, for long unterminated lines and for long octet-counted frames alike."""
+    framer = StreamFramer(max_message=1000)
+    for chunk in [b"x" * 300] * 20 + [b"\n", b"5000 ", b"y" * 700, b"y" * 700, b"y" * 3600]:
+        framer.feed(chunk)
+        assert framer.buffered <= 1000 + 12
+    assert framer.buffered == 0

@@ -15,11 +15,12 @@ import pytest
 
 from ferry.schema.tables import LOGS, RAW_LINES
 from ferry.stages.parser.syslog import parse_syslog
+from ferry.testing import datasets
+from ferry.testing.datasets import loghub
 
 UTC = dt.UTC
 RECEIVED = dt.datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 PEER = "192.0.2.7:51514"
-LOGHUB = Path("/work/shared/datasets/loghub")
 
 
 def raw(
@@ -66,7 +67,7 @@ def test_rfc5424_example_1_bom_and_nil_procid() -> None:
     assert row["IngestTime"] == RECEIVED
     assert row["Body"] == "'su root' failed for lonvick on /dev/pts/8"
     assert row["SeverityNumber"] == 18
-    assert row["SeverityText"] == "ERROR"
+    assert row["SeverityText"] == "CRIT"
     assert row["ServiceName"] == "su"
     assert row["ResourceAttributes"] == {"host.name": "mymachine.example.com", "service.name": "su"}
     assert row["LogAttributes"] == {
@@ -90,7 +91,7 @@ def test_rfc5424_example_2_offset_to_utc() -> None:
     assert row["Body"] == "%% It's time to make the do-nuts."
     assert row["LogAttributes"]["syslog.procid"] == "8710"
     assert "syslog.msgid" not in row["LogAttributes"]
-    assert (row["SeverityNumber"], row["SeverityText"]) == (10, "INFO")
+    assert (row["SeverityNumber"], row["SeverityText"]) == (10, "NOTICE")
 
 
 def test_rfc5424_example_3_structured_data() -> None:
@@ -322,7 +323,7 @@ def test_rfc3164_without_pri() -> None:
     attrs = row["LogAttributes"]
     assert attrs["syslog.pri_missing"] == "true"
     assert (attrs["syslog.facility"], attrs["syslog.severity"]) == ("user", "notice")
-    assert (row["SeverityNumber"], row["SeverityText"]) == (10, "INFO")
+    assert (row["SeverityNumber"], row["SeverityText"]) == (10, "NOTICE")
 
 
 def test_rfc3164_with_rfc3339_timestamp_as_rsyslog_forwardformat() -> None:
@@ -371,11 +372,11 @@ def test_rfc3164_message_keeps_whitespace() -> None:
     [
         ("hello world", "not RFC 5424 or RFC 3164", None),
         ("", "empty line", None),
-        ("<13>just a message", "not RFC 5424 or RFC 3164", ("user", "notice", 10, "INFO")),
+        ("<13>just a message", "not RFC 5424 or RFC 3164", ("user", "notice", 10, "NOTICE")),
         ("<192>Oct 11 22:14:15 host app: PRI out of range", "not RFC 5424 or RFC 3164", None),
         ("<013>Oct 11 22:14:15 host app: leading zero in PRI", "not RFC 5424 or RFC 3164", None),
         ("Jun 14 15:16:01 combo text without a tag", "not RFC 5424 or RFC 3164", None),
-        ("<11>1 - - - - - x SD is not - or [...]", "malformed RFC 5424 header or STRUCTURED-DATA", ("user", "err", 17, "ERROR")),
+        ("<11>1 - - - - - x SD is not - or [...]", "malformed RFC 5424 header or STRUCTURED-DATA", ("user", "err", 17, "ERR")),
         ("  \t<13>Oct 11 22:14:15 host app: leading blanks", "not RFC 5424 or RFC 3164", None),
     ],
 )
@@ -401,20 +402,21 @@ def test_unparseable_lines_land_intact(line: str, reason: str, pri: tuple[str, s
 @pytest.mark.parametrize(
     ("pri", "facility", "severity", "number", "text"),
     [
-        (0, "kern", "emerg", 21, "FATAL"),
-        (9, "user", "alert", 19, "ERROR"),
-        (34, "auth", "crit", 18, "ERROR"),
-        (43, "syslog", "err", 17, "ERROR"),
-        (12, "user", "warning", 13, "WARN"),
+        (0, "kern", "emerg", 21, "EMERG"),
+        (9, "user", "alert", 19, "ALERT"),
+        (34, "auth", "crit", 18, "CRIT"),
+        (43, "syslog", "err", 17, "ERR"),
+        (12, "user", "warning", 13, "WARNING"),
         (86, "authpriv", "info", 9, "INFO"),
-        (165, "local4", "notice", 10, "INFO"),
+        (165, "local4", "notice", 10, "NOTICE"),
         (191, "local7", "debug", 5, "DEBUG"),
-        (123, "solaris-cron", "err", 17, "ERROR"),
-        (104, "security", "emerg", 21, "FATAL"),
+        (123, "solaris-cron", "err", 17, "ERR"),
+        (104, "security", "emerg", 21, "EMERG"),
     ],
 )
 def test_pri_decoding(pri: int, facility: str, severity: str, number: int, text: str) -> None:
-    """PRI decodes to facility/severity names and OTel severity, identically in both formats."""
+    """PRI decodes to facility/severity names, SeverityText as sent (upper case: CRIT stays CRIT)
+    and OTel's SeverityNumber, identically in both formats."""
     for line in (f"<{pri}>1 - h app - - - m", f"<{pri}>Oct 11 22:14:15 h app: m"):
         row = one(line)
         assert row["LogAttributes"]["syslog.facility"] == facility
@@ -443,10 +445,9 @@ def test_empty_batch() -> None:
 
 
 def _loghub(name: str) -> tuple[list[str], list[dict[str, str]], list[dict[str, Any]]]:
-    log = LOGHUB / name / f"{name}_2k.log"
-    truth = LOGHUB / name / f"{name}_2k.log_structured.csv"
-    if not (log.exists() and truth.exists()):
-        pytest.skip(f"loghub {name} dataset not available under {LOGHUB}")
+    # A missing dataset fails the test (loghub() raises, naming where it looked): never a skip.
+    log = loghub(f"{name}/{name}_2k.log")
+    truth = loghub(f"{name}/{name}_2k.log_structured.csv")
     # The files use CRLF line ends; splitting on exactly that keeps any other byte in the line.
     with log.open(encoding="utf-8", newline="") as f:
         lines = f.read().removesuffix("\r\n").split("\r\n")
@@ -454,6 +455,23 @@ def _loghub(name: str) -> tuple[list[str], list[dict[str, str]], list[dict[str, 
         expected = list(csv.DictReader(f))
     assert len(lines) == len(expected) == 2000
     return lines, expected, parse(lines, received=dt.datetime(2025, 1, 15, tzinfo=UTC))
+
+
+def test_missing_dataset_fails_naming_both_places(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A loghub test whose data is missing fails (CI included) with an error naming $FERRY_DATASETS
+    and the shared folder beside the repository; it never skips."""
+    monkeypatch.setenv(datasets.ENV, str(tmp_path))
+    with pytest.raises(FileNotFoundError) as e:
+        _loghub("NoSuchSystem")
+    assert str(tmp_path / "loghub/NoSuchSystem") in str(e.value)
+    assert "shared/datasets/loghub/NoSuchSystem" in str(e.value)
+
+
+def test_datasets_env_var_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """$FERRY_DATASETS is looked in first, so a machine may keep the data anywhere."""
+    (tmp_path / "loghub/Tiny").mkdir(parents=True)
+    monkeypatch.setenv(datasets.ENV, str(tmp_path))
+    assert loghub("Tiny") == tmp_path / "loghub/Tiny"
 
 
 def _mismatches(got: list[tuple[str, ...]], want: list[tuple[str, ...]]) -> list[tuple[int, Any, Any]]:
