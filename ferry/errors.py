@@ -1,4 +1,4 @@
-"""ferry's error kinds: one type per kind of failure, each mapped to a status in receivers/_status.py.
+"""ferry's error kinds: one type per kind of failure, each mapped to a status in status.py.
 
     FerryError
     ├── ConfigError          the configuration is wrong; names the key (and line) at fault

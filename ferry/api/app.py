@@ -27,8 +27,8 @@ from ferry.query import metrics as metrics_q
 from ferry.query import traces as traces_q
 from ferry.query.tail import compile_tail
 from ferry.query.timerange import parse_since, parse_time, shown
-from ferry.receivers._status import retry_after, status_of
-from ferry.store.chdb_store import ChdbStore, QueryLimits
+from ferry.status import retry_after, status_of
+from ferry.store import QueryLimits, Store
 from ferry.telemetry import metrics
 
 LOG_COLUMNS = (
@@ -232,7 +232,7 @@ class HostCheck:
 
 
 def build_app(
-    store: ChdbStore, lag: Callable[[], Any] | None = None, api: ApiConfig | None = None, listen: str = "127.0.0.1"
+    store: Store, lag: Callable[[], Any] | None = None, api: ApiConfig | None = None, listen: str = "127.0.0.1"
 ) -> Starlette:
     started = time.time()
     api = api or ApiConfig()
@@ -377,12 +377,7 @@ def build_app(
         return Response(page, media_type="text/html; charset=utf-8")
 
     async def status(_: Request) -> Any:
-        counts = await rows(
-            "SELECT 'logs' AS signal, count() AS n FROM otel_logs UNION ALL "
-            "SELECT 'spans', count() FROM otel_traces UNION ALL "
-            "SELECT 'metric_points', (SELECT count() FROM otel_metrics_gauge) + (SELECT count() FROM otel_metrics_sum) "
-            "+ (SELECT count() FROM otel_metrics_histogram)"
-        )
+        counts = await rows(discover.stored_sql())  # every table of the catalogue (ferry/schema)
         # The store process measures the data disk and the bus with its gauges (runtime/roles.py).
         gauges = lag() if lag else []
         disk = {name: int(value) for name, _, _, value in gauges if name.startswith("ferry_data_disk_")}

@@ -22,8 +22,8 @@ import httpx
 from ferry.bus.topics import TOPICS
 from ferry.config.model import BusConfig
 from ferry.errors import ConfigError, DiskFull, RetryableError
-from ferry.runtime.disk import free_bytes, mib
-from ferry.runtime.procs import die_with_parent
+from ferry.host.disk import free_bytes, mib
+from ferry.host.procs import die_with_parent
 
 # The share of the data disk's room (free space plus what the bus already holds, less the
 # backpressure floor) that the bus may reserve for its topics; the rest is the store's.

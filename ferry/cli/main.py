@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ferry import registry
 from ferry.cli.read import add_commands
 from ferry.errors import ConfigError, DataDirInUse, FerryError
 
@@ -42,29 +43,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.role:
         import asyncio
 
-        from ferry.runtime.lock import DataDirLock
-        from ferry.runtime.memory import tune_allocators
+        from ferry.host.lock import DataDirLock
+        from ferry.host.memory import tune_allocators
+        from ferry.host.procs import raise_open_files_limit
         from ferry.runtime.ports import check_free as check_ports_free
-        from ferry.runtime.procs import raise_open_files_limit
 
         # Several processes of one role would need a supervisor to start, share ports and restart
         # them; refused rather than ignored, so that an operator never believes N run when one does.
-        workers = {"parser": ("parser.workers", cfg.parser.workers), "ingest": ("receivers.workers", cfg.receivers.workers)}
-        if args.role in workers and workers[args.role][1] > 1:
-            key, n = workers[args.role]
+        n = registry.workers(cfg, args.role)
+        if n > 1:
+            key = registry.WORKERS[args.role]
             how = ("start `ferry run --role parser` once per worker (on this host or others; they form one "
                    "consumer group), each with its own metrics.port" if args.role == "parser" else
                    "run one ingest role per host (more hosts behind a load balancer), or `ferry run` without "
                    "--role, whose receiver processes share the ports")
             raise ConfigError(f"{key} = {n} is not supported with --role {args.role}: set it to 1 and {how}")
-        if args.role != "store":
+        if args.role != registry.STORE_ROLE:
             cfg.metrics.port = cfg.metrics.port_for(args.role)
         tune_allocators()
         raise_open_files_limit()
         from ferry.runtime.roles import run_alone
 
         lock = DataDirLock(cfg.data_dir)
-        if args.role == "store":  # only the store owns files in the data dir
+        if args.role == registry.STORE_ROLE:  # only the store owns files in the data dir
             os.umask(0o077)  # telemetry is nobody else's to read, as under the supervisor
             lock.acquire()
             try:
@@ -99,7 +100,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--data-dir", help="where data is kept (default ./ferry-data)")
     r.add_argument("--workers", type=int, help="parser processes (default 1)")
     r.add_argument("--receivers", type=int, help="receiver processes sharing the ports (default 1)")
-    r.add_argument("--role", choices=["ingest", "parser", "store"], help="run one role only (many-machine shape)")
+    r.add_argument("--role", choices=registry.roles(), help="run one role only (many-machine shape)")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. api.port=9000")
     r.set_defaults(fn=cmd_run)
 

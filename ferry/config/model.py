@@ -1,4 +1,5 @@
-"""The whole of ferry's configuration as typed models; every default is set here and only here.
+"""The whole of ferry's configuration as typed models; every default is set here or, for a receiver or
+stage, in its package's config.py (ferry/registry.py lists them), once.
 
 Unknown keys are errors (extra="forbid"), so a typo never silently falls back to a default.
 """
@@ -8,7 +9,20 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+
+# Imported back so that `from ferry.config.model import SyslogConfig` keeps working.
+from ferry.receivers.otlp.config import OtlpConfig, OtlpGrpcConfig, OtlpHttpConfig
+from ferry.receivers.syslog.config import SyslogConfig
+from ferry.registry import config_fields
+from ferry.stages.parser.config import ParserConfig
+from ferry.stages.writer.config import WriterConfig
+
+__all__ = [
+    "ApiConfig", "BackpressureConfig", "BusConfig", "FerryConfig", "LogsConfig", "MetricsConfig", "OtlpConfig",
+    "OtlpGrpcConfig", "OtlpHttpConfig", "ParserConfig", "ReceiversConfig", "RetentionConfig", "StoreConfig",
+    "SyslogConfig", "WriterConfig",
+]
 
 
 class _Section(BaseModel):
@@ -65,73 +79,19 @@ class BusConfig(_Section):
         return ",".join(urls)
 
 
-class OtlpGrpcConfig(_Section):
-    enabled: bool = True
-    port: int = 4317
-    max_request_bytes: int = Field(
-        16 * 1024**2, gt=0, description="Larger Export messages get RESOURCE_EXHAUSTED (after decompression too)."
-    )
-    read_timeout_s: float = Field(
-        30.0, gt=0, description="A connection's HTTP/2 handshake, and each call's request message, must arrive within this."
-    )
-    idle_timeout_s: float = Field(300.0, gt=0, description="A connection with no call for this long is closed (GOAWAY).")
-
-
-class OtlpHttpConfig(_Section):
-    enabled: bool = True
-    port: int = 4318
-    max_request_bytes: int = Field(16 * 1024**2, gt=0, description="Larger requests get 413 (after decompression too).")
-    read_timeout_s: float = Field(
-        30.0, gt=0, description="A request's header and body must arrive within this, else the connection is closed."
-    )
-    max_connections: int = Field(
-        4096, gt=0, description="Open connections per ingest process; more are closed at once (bounds descriptors)."
-    )
-
-
-class OtlpConfig(_Section):
-    grpc: OtlpGrpcConfig = OtlpGrpcConfig()
-    http: OtlpHttpConfig = OtlpHttpConfig()
-
-
-class SyslogConfig(_Section):
-    enabled: bool = True
-    udp_port: int = 5514
-    tcp_port: int = 5514
-    max_message_bytes: int = Field(64 * 1024, description="Longer messages are truncated and counted.")
-    batch_lines: int = Field(5000, description="Lines per bus batch.")
-    batch_wait_s: float = Field(0.2, description="Longest a line waits for its batch to fill.")
-    idle_timeout_s: float = Field(
-        300.0, ge=0, description="A TCP connection silent this long is closed (its unterminated line is kept); 0 = never."
-    )
-    max_connections: int = Field(
-        0,
-        ge=0,
-        description="Open TCP connections per ingest worker; more are closed at once and counted. "
-        "0 = min(10000, half the open-files limit), leaving descriptors for OTLP and the bus.",
-    )
-    max_buffered_bytes: int = Field(
-        256 * 1024**2,
-        gt=0,
-        description="Unterminated-line bytes held over all TCP connections of an ingest worker; above it "
-        "the connections holding the most are closed (their lines kept) and counted.",
-    )
-    udp_receive_buffer_bytes: int = Field(
-        32 * 1024**2,
-        gt=0,
-        description="Kernel receive buffer of the UDP socket (forced as root, else capped by net.core.rmem_max); "
-        "datagrams it cannot hold are counted as dropped, reason udp_overflow.",
-    )
-
-
-class ReceiversConfig(_Section):
-    otlp: OtlpConfig = OtlpConfig()
-    syslog: SyslogConfig = SyslogConfig()
+class _ReceiversCommon(_Section):
     max_inflight_requests: int = Field(
         64, description="Concurrent OTLP requests (HTTP and gRPC each); more get 429 / RESOURCE_EXHAUSTED with "
         "Retry-After (bounds memory)."
     )
     workers: int = Field(1, ge=1, description="Receiver processes; they share every port (SO_REUSEPORT).")
+
+
+# Each receiver's own section (receivers.otlp, receivers.syslog) is its package's config.py model,
+# added here from the registry: a new receiver needs no line in this file.
+ReceiversConfig = create_model(
+    "ReceiversConfig", __base__=_ReceiversCommon, __module__=__name__, **config_fields("receivers")  # type: ignore[call-overload]
+)
 
 
 class RetentionConfig(_Section):
@@ -173,23 +133,6 @@ class StoreConfig(_Section):
         description="Inserts leave the full-text and attribute indexes to merges; a part no merge has "
         "reached after this many seconds gets them built on its own. 0 = build them at every insert.",
     )
-
-
-class WriterConfig(_Section):
-    max_rows: int = Field(100_000, description="Rows per store insert.")
-    max_wait_s: float = Field(1.0, description="Longest a batch waits before an insert.")
-    drained_wait_s: float = Field(
-        0.3,
-        description="Once nothing more is waiting on the bus and a tenth of max_rows is in hand (or the insert "
-        "before held that many: a burst's remainder), insert after this long instead of max_wait_s.",
-    )
-    retries: int = Field(4, description="Insert attempts before a batch is spooled to disk.")
-    backoff_s: float = Field(0.25, description="First retry delay; doubles each attempt.")
-    spool_retry_s: float = Field(5.0, description="How often the spool worker tries to resubmit.")
-
-
-class ParserConfig(_Section):
-    workers: int = Field(1, ge=1, description="Parser processes in the consumer group.")
 
 
 class BackpressureConfig(_Section):
@@ -284,7 +227,7 @@ class LogsConfig(_Section):
     )
 
 
-class FerryConfig(_Section):
+class _FerryCommon(_Section):
     data_dir: Path = Field(Path("./ferry-data"), description="Where the bus and the store keep data.")
     listen: str = Field(
         "127.0.0.1",
@@ -294,10 +237,14 @@ class FerryConfig(_Section):
     tenant: str = Field("default", description="Tenant stamped on data that names none.")
     bus: BusConfig = BusConfig()
     receivers: ReceiversConfig = ReceiversConfig()
-    parser: ParserConfig = ParserConfig()
-    writer: WriterConfig = WriterConfig()
     store: StoreConfig = StoreConfig()
     api: ApiConfig = ApiConfig()
     metrics: MetricsConfig = MetricsConfig()
     backpressure: BackpressureConfig = BackpressureConfig()
     logs: LogsConfig = LogsConfig()
+
+
+# The stages' sections (parser, writer) are their packages' config.py models, from the registry.
+FerryConfig = create_model(
+    "FerryConfig", __base__=_FerryCommon, __module__=__name__, **config_fields("")  # type: ignore[call-overload]
+)

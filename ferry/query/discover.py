@@ -10,7 +10,9 @@ from typing import Any
 
 from ferry.errors import FerryError
 from ferry.query.language import LEVELS, And, Field, Node, Not, Or, parse
-from ferry.query.logs_sql import ALIASES, KNOWN_KEYS, group_column, sql_string
+from ferry.query.logs_sql import ALIASES, KNOWN_KEYS, group_column
+from ferry.schema import CATALOGUE, COUNTED_AS
+from ferry.store.sql import literal
 
 Rows = Callable[[str], Awaitable[list[dict[str, Any]]]]
 
@@ -38,12 +40,15 @@ _HINTS = {"svc": "service", "application": "service", "program": "service", "app
 _VALUE_KEYS = {"service": "ServiceName", "app": "ServiceName", "host": "ResourceAttributes['host.name']",
                "source": "Source", "tenant": "Tenant"}
 
-_SIGNALS = (
-    ("logs", "otel_logs", "Timestamp"),
-    ("spans", "otel_traces", "Timestamp"),
-    *(("metric_points", t, "TimeUnix") for t in ("otel_metrics_gauge", "otel_metrics_sum", "otel_metrics_histogram",
-                                                  "otel_metrics_exponential_histogram", "otel_metrics_summary")),
-)
+# (what its rows count as, table, when a row happened) for every store table of the catalogue.
+_SIGNALS = tuple((t.counted_as, t.name, t.time_column) for t in CATALOGUE)
+
+
+def stored_sql() -> str:
+    """Rows held under each /api/v1/status key ("logs", "spans", "metric_points"): one (signal, n)
+    row per key, summed over every table counted under it."""
+    parts = " UNION ALL ".join(f"SELECT {literal(key)} AS signal, count() AS n FROM {table}" for key, table, _ in _SIGNALS)
+    return f"SELECT signal, sum(n) AS n FROM ({parts}) GROUP BY signal"
 
 
 def _window(start_ns: int, end_ns: int | None, column: str = "Timestamp") -> str:
@@ -55,7 +60,7 @@ def services_sql(start_ns: int, end_ns: int | None) -> str:
     """One row per service: its log lines, spans and metric points in the range, and when last seen."""
     parts = []
     for signal, table, column in _SIGNALS:
-        counts = ", ".join(f"{'count()' if s == signal else 'toUInt64(0)'} AS {s}" for s in ("logs", "spans", "metric_points"))
+        counts = ", ".join(f"{'count()' if s == signal else 'toUInt64(0)'} AS {s}" for s in COUNTED_AS)
         parts.append(f"SELECT ServiceName AS service, {counts}, max({column}) AS last FROM {table} "
                      f"WHERE {_window(start_ns, end_ns, column)} GROUP BY service")
     return (
@@ -71,9 +76,9 @@ def fields_sql(start_ns: int, end_ns: int | None, service: str | None = None, sa
     ones with their counts. A row with field '' counts the lines read."""
     where = _window(start_ns, end_ns)
     if service is not None:
-        where += f" AND ServiceName = {sql_string(service)}"
+        where += f" AND ServiceName = {literal(service)}"
     pairs = ["('', 'x', 'lines')", *(f"('{name}', {expr}, 'column')" for name, expr in _COLUMNS)]
-    hidden = ", ".join(sql_string(k) for k in _HIDDEN_RESOURCE_KEYS)
+    hidden = ", ".join(literal(k) for k in _HIDDEN_RESOURCE_KEYS)
     maps = [
         "arrayMap((k, v) -> (k, v, 'log attribute'), mapKeys(LogAttributes), mapValues(LogAttributes))",
         f"arrayFilter(x -> x.1 NOT IN ({hidden}), arrayMap((k, v) -> (k, v, 'resource attribute'), "
@@ -116,14 +121,14 @@ def _fields(node: Node) -> Iterator[Field]:
 def _maps_contain(key: str) -> str:
     # On the maps' key subcolumns: ScopeAttributes has no key index, and mapContains() on it read
     # the whole map column (150 ms over 2 M rows, against 6 ms for the keys alone).
-    k = sql_string(key)
+    k = literal(key)
     return " OR ".join(f"has({m}.keys, {k})" for m in ("LogAttributes", "ResourceAttributes", "ScopeAttributes"))
 
 
 def _keys_present_sql(keys: list[str], start_ns: int, end_ns: int | None) -> str:
     # One LIMIT 1 probe per key: the key bloom filters skip every part without it, and a key that
     # is there stops the read at its first row, so this costs milliseconds at any store size.
-    probes = [f"SELECT {sql_string(k)} AS key FROM (SELECT 1 FROM otel_logs WHERE {_window(start_ns, end_ns)} "
+    probes = [f"SELECT {literal(k)} AS key FROM (SELECT 1 FROM otel_logs WHERE {_window(start_ns, end_ns)} "
               f"AND ({_maps_contain(k)}) LIMIT 1)" for k in keys]
     return " UNION ALL ".join(probes)
 

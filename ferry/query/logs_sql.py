@@ -1,11 +1,10 @@
 """Compiles a log search query (ferry.query.language) into one safe ClickHouse SELECT over otel_logs.
 
-Every user-supplied value reaches SQL through sql_string() or as a validated number, never raw.
+Every user-supplied value reaches SQL through ferry.store.sql.literal() or as a validated number, never raw.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from ferry.errors import BadRequest
@@ -25,6 +24,7 @@ from ferry.query.language import (
 )
 from ferry.query.tokens import SEPARATOR_CLASS, TOKEN_RE, interior_tokens, tokens
 from ferry.store.ddl import BODY_TOKENS
+from ferry.store.sql import literal
 
 TABLE = "otel_logs"
 
@@ -70,21 +70,8 @@ _GROUP_COLUMNS = {
 }
 
 _INT64_MAX = 2**63 - 1
-_ESCAPED = re.compile(r"[\x00-\x1f\x7f\\']")
-
-
-def sql_string(value: str) -> str:
-    """A ClickHouse string literal that evaluates to exactly `value`."""
-
-    def esc(m: re.Match[str]) -> str:
-        ch = m.group()
-        return "\\" + ch if ch in "\\'" else f"\\x{ord(ch):02X}"
-
-    return "'" + _ESCAPED.sub(esc, value) + "'"
-
-
 def _string_array(values: list[str]) -> str:
-    return "[" + ", ".join(sql_string(v) for v in dict.fromkeys(values)) + "]"
+    return "[" + ", ".join(literal(v) for v in dict.fromkeys(values)) + "]"
 
 
 def _has_tokens(toks: list[str]) -> str:
@@ -107,18 +94,18 @@ def _word(node: Word) -> str:
     toks = tokens(node.text)
     if not toks:
         # Pure punctuation ("->", "::") has no tokens to look up, so scan for it literally.
-        return f"(position(Body, {sql_string(node.text)}) > 0)"
+        return f"(position(Body, {literal(node.text)}) > 0)"
     # `foo-*` ends in a delimiter, so its last token is complete and the `*` adds nothing.
     open_end = node.prefix and TOKEN_RE.fullmatch(node.text[-1]) is not None
     whole = toks[:-1] if open_end else toks
     parts = [_has_tokens(whole)] if whole else []
     if len(toks) > 1 or open_end:
-        parts.append(f"match({BODY_TOKENS}, {sql_string(_adjacent_regex(toks, open_end))})")
+        parts.append(f"match({BODY_TOKENS}, {literal(_adjacent_regex(toks, open_end))})")
     return "(" + " AND ".join(parts) + ")"
 
 
 def _phrase(node: Phrase) -> str:
-    exact = f"position(Body, {sql_string(node.text)}) > 0"
+    exact = f"position(Body, {literal(node.text)}) > 0"
     inner = interior_tokens(node.text)
     return f"({_has_tokens(inner)} AND {exact})" if inner else f"({exact})"
 
@@ -129,16 +116,16 @@ def _level(op: FieldOp, value: str) -> str:
     if op == "exists":
         return "(SeverityText != '' OR SeverityNumber > 0)"
     if op == "prefix":
-        return f"startsWith({text}, {sql_string(v)})"
+        return f"startsWith({text}, {literal(v)})"
     if op == "=":
         if v not in LEVELS:
-            return f"({text} = {sql_string(v)})"
+            return f"({text} = {literal(v)})"
         group, lo, hi = LEVELS[v]
         names = [n for n, (g, _, _) in LEVELS.items() if g == group]
         # Either field may be the one a sender filled in (OTLP often sets only the number, syslog
         # text says ERROR for crit), so a row matches on its text or on its number.
         return (
-            f"({text} IN ({', '.join(sql_string(n) for n in names)}) OR SeverityNumber BETWEEN {lo} AND {hi})"
+            f"({text} IN ({', '.join(literal(n) for n in names)}) OR SeverityNumber BETWEEN {lo} AND {hi})"
         )
     # A level name stands for its whole range (WARN is 13..16), so `> warn` starts above 16.
     threshold: float
@@ -149,7 +136,7 @@ def _level(op: FieldOp, value: str) -> str:
         threshold = float(value)
     # Rows with no number are ranked by their text, each name counting as the start of its range.
     names = [n for n, (_, nlo, _) in LEVELS.items() if _compare(nlo, op, threshold)]
-    by_text = f"{text} IN ({', '.join(sql_string(n) for n in names)})" if names else "0"
+    by_text = f"{text} IN ({', '.join(literal(n) for n in names)})" if names else "0"
     return f"if(SeverityNumber > 0, SeverityNumber {op} {threshold!r}, {by_text})"
 
 
@@ -169,23 +156,23 @@ def _column(key: str, column: str, op: FieldOp, value: str) -> str:
             return "mapContains(ResourceAttributes, 'host.name')"
         return f"({column} != '')"
     if op == "prefix":
-        return f"startsWith({column}, {sql_string(value)})"
+        return f"startsWith({column}, {literal(value)})"
     if op == "=":
-        return f"({column} = {sql_string(value)})"
+        return f"({column} = {literal(value)})"
     return f"ifNull(toFloat64OrNull({column}) {op} {_number(value)}, 0)"
 
 
 def _attribute(key: str, op: FieldOp, value: str) -> str:
-    k = sql_string(key)
+    k = literal(key)
     if op == "exists":
         return "(" + " OR ".join(f"mapContains({m}, {k})" for m in _MAPS) + ")"
     if op == "=" and value == "":
         # A missing key reads as "" in every map, so `key:""` means "set in none of them".
         return "(" + " AND ".join(f"{m}[{k}] = ''" for m in _MAPS) + ")"
     if op == "prefix":
-        terms = [f"startsWith({m}[{k}], {sql_string(value)})" for m in _MAPS]
+        terms = [f"startsWith({m}[{k}], {literal(value)})" for m in _MAPS]
     elif op == "=":
-        terms = [f"{m}[{k}] = {sql_string(value)}" for m in _MAPS]
+        terms = [f"{m}[{k}] = {literal(value)}" for m in _MAPS]
     else:
         terms = [f"toFloat64OrNull({m}[{k}]) {op} {_number(value)}" for m in _MAPS]
         # Non-numeric or absent values compare as NULL; make them plain false so NOT stays sound.
@@ -204,7 +191,7 @@ def _field(node: Field) -> str:
         if op == "exists":
             return "(Body != '')"
         if op == "=":
-            return f"(Body = {sql_string(value)})"
+            return f"(Body = {literal(value)})"
         if op == "prefix":
             return _word(Word(value, prefix=True))
         raise BadRequest("body: cannot be compared as a number")
@@ -277,7 +264,7 @@ def compile_logs(
         if not (isinstance(after, tuple) and len(after) == 2 and isinstance(after[1], str)):
             raise BadRequest(f"after must be a (timestamp_ns, key) pair, got {after!r}")
         ts = f"fromUnixTimestamp64Nano({_ns('after timestamp', after[0])})"
-        key = sql_string(after[1])
+        key = literal(after[1])
         op = "<" if order == "desc" else ">"
 
         def past_cursor(key_sql: str) -> str:
@@ -313,7 +300,7 @@ def group_column(key: str) -> str:
         return _GROUP_COLUMNS[key.lower()]
     if key.lower() in KNOWN_KEYS or not KEY_RE.fullmatch(key):
         raise BadRequest(f"cannot group by {key!r}; choose service, level, host, source, tenant or an attribute key")
-    k = sql_string(key)
+    k = literal(key)
     return (f"if(mapContains(LogAttributes, {k}), LogAttributes[{k}], "
             f"if(mapContains(ResourceAttributes, {k}), ResourceAttributes[{k}], ScopeAttributes[{k}]))")
 

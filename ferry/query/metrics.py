@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from ferry.errors import BadRequest
-from ferry.store.chdb_store import quote
+from ferry.store.sql import literal
 
 _NAME = re.compile(r"^[A-Za-z_:][A-Za-z0-9_.:/-]*$")
 
@@ -37,9 +37,9 @@ _AGGREGATION_CUMULATIVE = 2
 def _filters(labels: dict[str, str]) -> list[str]:
     where = []
     for k, v in labels.items():
-        cond = f"Attributes[{quote(k)}] = {quote(v)} OR ResourceAttributes[{quote(k)}] = {quote(v)}"
+        cond = f"Attributes[{literal(k)}] = {literal(v)} OR ResourceAttributes[{literal(k)}] = {literal(v)}"
         if k in ("service", "service.name"):
-            cond = f"ServiceName = {quote(v)}"
+            cond = f"ServiceName = {literal(v)}"
         where.append(f"({cond})")
     return where
 
@@ -118,7 +118,7 @@ def series_sql(name: str, labels: dict[str, str], start_ns: int, end_ns: int, st
     """One row per (kind, service, labels, t): unit, value `v`, and for histograms `count` and
     `quantiles` (p50, p90, p99). With step_s None, one row per series for the whole window."""
     _check(name, step_s)
-    where = [f"MetricName = {quote(name)}", *_filters(labels)]
+    where = [f"MetricName = {literal(name)}", *_filters(labels)]
     parts = []
     for kind, value in _VALUE.items():
         cond = " AND ".join([*where, *_time(start_ns, end_ns)])

@@ -10,19 +10,18 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from nats.js import JetStreamContext
-
-from ferry.bus.topics import TOPICS
+from ferry.bus import Bus
+from ferry.bus.probe import probe
 from ferry.config.model import FerryConfig
 from ferry.errors import Backpressure, DiskFull
-from ferry.runtime.disk import check_free
+from ferry.host.disk import check_free
 from ferry.telemetry import metrics
 
 log = logging.getLogger("ferry.backpressure")
 
 
 class BackpressureMonitor:
-    def __init__(self, js: JetStreamContext, cfg: FerryConfig) -> None:
+    def __init__(self, js: Bus, cfg: FerryConfig) -> None:
         self.js = js
         self.cfg = cfg
         self.reason: str | None = None
@@ -75,13 +74,10 @@ class BackpressureMonitor:
     async def _measure(self) -> str | None:
         limit = self.cfg.backpressure.max_pending_batches
         max_bytes = self.cfg.bus.max_bytes_per_topic
-        for topic in TOPICS.values():
-            info = await self.js.stream_info(topic.stream)
-            if info.state.bytes >= 0.9 * max_bytes:
-                return f"topic {topic.name} is {info.state.bytes} bytes, over 90% of its limit"
-            for group in topic.consumers:
-                ci = await self.js.consumer_info(topic.stream, group)
-                pending = (ci.num_pending or 0) + (ci.num_ack_pending or 0)
+        for state in await probe(self.js):
+            if state.bytes >= 0.9 * max_bytes:
+                return f"topic {state.topic} is {state.bytes} bytes, over 90% of its limit"
+            for group, pending in state.lag.items():
                 if pending > limit:
-                    return f"{group} is {pending} batches behind on {topic.name}"
+                    return f"{group} is {pending} batches behind on {state.topic}"
         return None

@@ -12,8 +12,8 @@ import os
 import sys
 
 from ferry.config.model import FerryConfig
+from ferry.host.memory import tune_allocators
 from ferry.runtime import logfiles
-from ferry.runtime.memory import tune_allocators
 
 
 def main() -> None:

@@ -13,26 +13,20 @@ import socket
 import time
 from collections.abc import Collection
 
+from ferry import registry
 from ferry.config.model import FerryConfig
 from ferry.errors import ConfigError
-from ferry.runtime.sockets import listening
+from ferry.host.sockets import listening
 
 
 def configured(cfg: FerryConfig, roles: Collection[str], private_bus: bool) -> list[tuple[str, int, int]]:
     """(setting, socket type, port) for every listener the given roles (and the private bus) open."""
-    r = cfg.receivers
     out: list[tuple[str, int, int]] = []
     if private_bus:
         out += [("bus.port", socket.SOCK_STREAM, cfg.bus.port), ("bus.monitor_port", socket.SOCK_STREAM, cfg.bus.monitor_port)]
-    if "ingest" in roles:
-        if r.otlp.grpc.enabled:
-            out.append(("receivers.otlp.grpc.port", socket.SOCK_STREAM, r.otlp.grpc.port))
-        if r.otlp.http.enabled:
-            out.append(("receivers.otlp.http.port", socket.SOCK_STREAM, r.otlp.http.port))
-        if r.syslog.enabled:
-            out.append(("receivers.syslog.tcp_port", socket.SOCK_STREAM, r.syslog.tcp_port))
-            out.append(("receivers.syslog.udp_port", socket.SOCK_DGRAM, r.syslog.udp_port))
-    if "store" in roles:
+    kinds = {"tcp": socket.SOCK_STREAM, "udp": socket.SOCK_DGRAM}
+    out += [(lst.setting, kinds[lst.transport], lst.port) for lst in registry.listeners(cfg, set(roles))]
+    if registry.STORE_ROLE in roles:
         out.append(("api.port", socket.SOCK_STREAM, cfg.api.port))
     return out
 

@@ -10,18 +10,20 @@ import asyncio
 import logging
 import signal
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-import uvicorn
-
+from ferry import registry
 from ferry.bus.client import bus_url, connect_or_stop, declare
-from ferry.bus.topics import TOPICS
+from ferry.bus.probe import probe
 from ferry.config.model import FerryConfig
 from ferry.errors import ConfigError, RetryableError
+from ferry.host.disk import free_bytes
+from ferry.host.http_server import http_server
+from ferry.host.sockets import host_port, listening
+from ferry.registry import Context, Receiver
 from ferry.runtime import readiness
-from ferry.runtime.disk import free_bytes
 from ferry.runtime.runner import StageRunner
-from ferry.runtime.sockets import host_port, listening
 
 log = logging.getLogger("ferry.role")
 
@@ -43,97 +45,59 @@ def _stop_event() -> asyncio.Event:
     return ev
 
 
-def _uvicorn(app: object, sock: socket.socket, limit: int | None = None, http: object = "auto") -> uvicorn.Server:
-    config = uvicorn.Config(
-        app,  # type: ignore[arg-type]
-        http=http,  # type: ignore[arg-type]
-        log_level="warning",
-        access_log=False,
-        limit_concurrency=limit,
-        timeout_graceful_shutdown=10,
-        lifespan="off",
-    )
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    return server
-
-
-async def run_ingest(cfg: FerryConfig) -> None:
+async def run_ingest(cfg: FerryConfig, role: str = "ingest") -> None:
+    """Every receiver the registry puts in this role, behind one backpressure monitor."""
     from ferry.receivers.backpressure import BackpressureMonitor
-    from ferry.receivers.otlp import grpc_server, http
-    from ferry.receivers.syslog import server as syslog
 
     stop = _stop_event()
-    nc = await connect_or_stop(bus_url(cfg), "ferry-ingest", stop)
+    nc = await connect_or_stop(bus_url(cfg), f"ferry-{role}", stop)
     if nc is None:  # told to stop while the bus was unreachable
         return
     js = nc.jetstream()
     await declare(js, cfg.bus)
     monitor = BackpressureMonitor(js, cfg)
     monitor.start()
-    tasks: list[asyncio.Task[None]] = []
-    http_server = grpc = batcher = None
-    listeners: Iterable[object] = []
-    rc = cfg.receivers
-    if rc.otlp.http.enabled:
-        sock = listening(socket.SOCK_STREAM, cfg.listen, rc.otlp.http.port)
-        # No uvicorn concurrency limit: it counts every open connection, so senders that hold sockets
-        # open half-sent would refuse everyone else. The app bounds requests in flight and the protocol
-        # bounds connections and how long a request may take to arrive.
-        h = rc.otlp.http
-        http_server = _uvicorn(
-            http.build_app(js, cfg, monitor), sock, http=http.protocol(h.read_timeout_s, h.max_connections)
-        )
-        tasks.append(asyncio.create_task(http_server.serve(sockets=[sock])))
-    if rc.otlp.grpc.enabled:
-        grpc = grpc_server.build_server(js, cfg, monitor)
-        await grpc.start()
-    if rc.syslog.enabled:
-        batcher, listeners = await syslog.start(js, cfg, monitor)
-    while http_server is not None and not http_server.started:
-        await asyncio.sleep(0.05)
-    readiness.mark("ingest")
+    ctx = Context(cfg, cfg.data_dir, nc=nc, js=js, monitor=monitor)
+    receivers: list[Receiver] = [registry.build(c, ctx) for c in registry.in_role(role, "receiver")]  # type: ignore[misc]
+    for r in receivers:
+        await r.start()
+    readiness.mark(role)
     await stop.wait()
-    # Drain: stop taking new data, finish what was taken, then leave.
-    for lst in listeners:
-        lst.close()  # type: ignore[attr-defined]
-    if grpc is not None:
-        await grpc.stop(grace=10)
-    if http_server is not None:
-        http_server.should_exit = True
-    if batcher is not None:
-        await batcher.stop()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    # Drain: every receiver stops taking new data at once, then finishes what it took.
+    await asyncio.gather(*(r.stop() for r in receivers), return_exceptions=True)
     await monitor.stop()
     await _close_bus(nc)
 
 
-async def run_parser(cfg: FerryConfig) -> None:
-    from ferry.stages.parser import ParserStage
-
+async def run_stages(cfg: FerryConfig, role: str = "parser") -> None:
+    """Every stage the registry puts in this role, each in its own runner (consumer group)."""
     stop = _stop_event()
-    nc = await connect_or_stop(bus_url(cfg), "ferry-parser", stop)
+    nc = await connect_or_stop(bus_url(cfg), f"ferry-{role}", stop)
     if nc is None:  # told to stop while the bus was unreachable
         return
     js = nc.jetstream()
     await declare(js, cfg.bus)
-    runner = StageRunner(ParserStage(), js, cfg.data_dir)
-    await runner.start()
-    readiness.mark("parser")
+    ctx = Context(cfg, cfg.data_dir, nc=nc, js=js)
+    runners = [StageRunner(registry.build(c, ctx), js, cfg.data_dir) for c in registry.in_role(role, "stage")]  # type: ignore[arg-type]
+    for runner in runners:
+        await runner.start()
+    readiness.mark(role)
     await stop.wait()
-    await runner.stop()
+    for runner in runners:  # in the registry's stop order
+        await runner.stop()
     await _close_bus(nc)
 
 
 async def run_store(cfg: FerryConfig) -> None:
     from ferry.api.app import build_app
-    from ferry.stages.writer import Spool, WriterStage, resubmit_forever
+    from ferry.store import wrapped
     from ferry.store.chdb_store import ChdbStore
 
     stop = _stop_event()
     from ferry.store.indexes import keep_indexes
 
-    store = ChdbStore(cfg.data_dir / "store", cfg.store.max_memory_bytes, defer_indexes=cfg.store.index_after_s > 0)
+    # FERRY_STORE_WRAPPER may put a wrapper around it (ferry.store.wrapped; tests inject faults so).
+    store = wrapped(ChdbStore(cfg.data_dir / "store", cfg.store.max_memory_bytes, defer_indexes=cfg.store.index_after_s > 0))
     await asyncio.to_thread(store.setup, cfg.store.retention)
     nc = await connect_or_stop(bus_url(cfg), "ferry-store", stop)
     if nc is None:  # told to stop while the bus was unreachable
@@ -141,10 +105,13 @@ async def run_store(cfg: FerryConfig) -> None:
         return
     js = nc.jetstream()
     await declare(js, cfg.bus)
-    spool = Spool(cfg.data_dir / "spool")
-    runner = StageRunner(WriterStage(cfg.writer, store, spool), js, cfg.data_dir)
+    # The store role runs one stage, the writer (ferry/registry.py), on the store opened above.
+    (writer,) = registry.in_role(registry.STORE_ROLE, "stage")
+    stage = registry.build(writer, Context(cfg, cfg.data_dir, nc=nc, js=js, store=store))
+    runner = StageRunner(stage, js, cfg.data_dir)  # type: ignore[arg-type]
     await runner.start()
-    spool_task = asyncio.create_task(resubmit_forever(spool, store, cfg.writer.spool_retry_s, lambda: runner.idle))
+    # Spooled batches are resubmitted only while the writer has no backlog (the Sink's rule).
+    spool_task = asyncio.create_task(stage.sink.resubmit_forever(lambda: runner.idle))  # type: ignore[union-attr]
     background = [spool_task]
     if store.defer_indexes:
         background.append(asyncio.create_task(keep_indexes(store, cfg.store.index_after_s)))
@@ -169,13 +136,11 @@ async def run_store(cfg: FerryConfig) -> None:
         while True:
             out: list[tuple[str, str, dict[str, str], float]] = []
             try:
-                for topic in TOPICS.values():
-                    for group in topic.consumers:
-                        ci = await js.consumer_info(topic.stream, group)
-                        labels = {"topic": topic.name, "group": group}
-                        out.append(("ferry_consumer_lag_batches", "Batches not yet processed by a consumer group.", labels, float(ci.num_pending or 0) + float(ci.num_ack_pending or 0)))
-                    si = await js.stream_info(topic.stream)
-                    out.append(("ferry_topic_bytes", "Bytes held by a topic.", {"topic": topic.name}, float(si.state.bytes)))
+                for state in await probe(js):
+                    for group, lag in state.lag.items():
+                        labels = {"topic": state.topic, "group": group}
+                        out.append(("ferry_consumer_lag_batches", "Batches not yet processed by a consumer group.", labels, float(lag)))
+                    out.append(("ferry_topic_bytes", "Bytes held by a topic.", {"topic": state.topic}, float(state.bytes)))
                 restarts = cfg.data_dir / "run" / "nats_restarts"
                 n = float(restarts.read_text()) if restarts.exists() else 0.0
                 out.append(("ferry_bus_server_restarts_total", "Restart attempts of nats-server by the supervisor (failed ones included).", {}, n))
@@ -186,11 +151,11 @@ async def run_store(cfg: FerryConfig) -> None:
 
     lag_task = asyncio.create_task(refresh_lag())
     sock = listening(socket.SOCK_STREAM, cfg.listen, cfg.api.port)
-    api = _uvicorn(build_app(store, gauges, cfg.api, cfg.listen), sock)
+    api = http_server(build_app(store, gauges, cfg.api, cfg.listen), sock)
     api_task = asyncio.create_task(api.serve(sockets=[sock]))
     while not api.started and not api_task.done():
         await asyncio.sleep(0.05)
-    readiness.mark("store")
+    readiness.mark(registry.STORE_ROLE)
     await stop.wait()
     api.should_exit = True
     await runner.stop(drain_s=15)
@@ -201,7 +166,15 @@ async def run_store(cfg: FerryConfig) -> None:
     store.close()
 
 
-ROLES = {"ingest": run_ingest, "parser": run_parser, "store": run_store}
+def _runtime(role: str) -> Callable[[FerryConfig], Awaitable[None]]:
+    """How a role process runs: the store's is its own (chDB, API); others run receivers or stages."""
+    if role == registry.STORE_ROLE:
+        return run_store
+    run = run_ingest if registry.in_role(role, "receiver") else run_stages
+    return lambda cfg: run(cfg, role)
+
+
+ROLES = {role: _runtime(role) for role in registry.roles()}
 
 
 async def run_alone(role: str, cfg: FerryConfig, say: Callable[[str], None] = print) -> None:
@@ -216,9 +189,9 @@ async def run_alone(role: str, cfg: FerryConfig, say: Callable[[str], None] = pr
 
     metrics.declare(role)  # as ferry.runtime.child does: series exist at 0 from the start
     logfiles.configure(role, cfg.logs.repeat_interval_s)  # as the child does; rotation is the service manager's
-    server: uvicorn.Server | None = None
+    server: Any = None  # a uvicorn server (host/http_server.py) when this role serves /metrics
     serving: asyncio.Task[None] | None = None
-    if role != "store":
+    if role != registry.STORE_ROLE:
         host, port = cfg.listen, cfg.metrics.port_for(role)
         try:
             # No SO_REUSEPORT: two processes on one port would each answer a share of the scrapes
@@ -226,7 +199,7 @@ async def run_alone(role: str, cfg: FerryConfig, say: Callable[[str], None] = pr
             sock = listening(socket.SOCK_STREAM, host, port, reuse_port=False)
         except OSError as e:
             raise ConfigError(f"cannot listen on {host_port(host, port)} for /metrics ({e.strerror}); set metrics.port") from None
-        server = _uvicorn(metrics.app(lambda: readiness.is_ready(role)), sock)
+        server = http_server(metrics.app(lambda: readiness.is_ready(role)), sock)
         # Started before the role and stopped after it, so that a drain can be watched too.
         serving = asyncio.create_task(server.serve(sockets=[sock]))
     try:

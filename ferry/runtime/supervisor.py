@@ -17,18 +17,18 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from ferry import registry
 from ferry.bus.client import bus_url, connect_or_stop, declare, shown_url
 from ferry.bus.server import NatsServer, fit_to_disk
 from ferry.config.model import FerryConfig
 from ferry.errors import ConfigError, DiskFull, RetryableError
-from ferry.runtime.disk import free_bytes, mib
-from ferry.runtime.lock import DataDirLock
+from ferry.host.disk import free_bytes, mib
+from ferry.host.lock import DataDirLock
+from ferry.host.procs import die_with_parent, raise_open_files_limit
+from ferry.host.sockets import host_port
 from ferry.runtime.logfiles import RotatingLog, pump
 from ferry.runtime.ports import check_free as check_ports_free
-from ferry.runtime.procs import die_with_parent, raise_open_files_limit
-from ferry.runtime.sockets import host_port
 
-ROLE_NAMES = ("ingest", "parser", "store")
 # A nats-server that does not come back (its port held a moment by another program, a slow
 # JetStream recovery) is tried again after this long, doubling up to the cap: ferry keeps going.
 _BUS_RETRY_FIRST_S = 0.5
@@ -37,27 +37,24 @@ _BUS_RETRY_MAX_S = 10.0
 
 def banner(cfg: FerryConfig, roles: Collection[str]) -> str:
     """Where `ferry run` (every role) or `ferry run --role NAME` (one) listens, one line a listener."""
-    r = cfg.receivers
-
     def at(port: int) -> str:
         return host_port(cfg.listen, port)
 
-    whole = set(roles) >= set(ROLE_NAMES)
+    whole = set(roles) >= set(registry.roles())
     lines = ["ferry is running. It listens on:" if whole else f"ferry is running (role {', '.join(roles)}). It listens on:"]
-    if "ingest" in roles:
-        if r.otlp.grpc.enabled:
-            lines.append(f"  OTLP gRPC      {at(r.otlp.grpc.port)}")
-        if r.otlp.http.enabled:
-            lines.append(f"  OTLP HTTP      http://{at(r.otlp.http.port)}  (/v1/logs, /v1/traces, /v1/metrics)")
-        if r.syslog.enabled:
-            lines.append(f"  syslog         udp://{at(r.syslog.udp_port)}  tcp://{at(r.syslog.tcp_port)}")
-    if "store" in roles:
+    # One line per label (syslog's UDP and TCP share one), in the registry's order.
+    shown: dict[str, list[str]] = {}
+    for lst in registry.listeners(cfg, set(roles)):
+        where = f"{lst.scheme}{at(lst.port)}"
+        shown.setdefault(lst.label, []).append(f"{where}  {lst.note}" if lst.note else where)
+    lines += [f"  {label:<13}  {'  '.join(places)}" for label, places in shown.items()]
+    if registry.STORE_ROLE in roles:
         lines.append(f"  API + metrics  http://{at(cfg.api.port)}  (/api/v1/..., /metrics)")
     else:  # no store API on this host to serve /metrics: the role serves its own (roles.run_alone)
         lines.append(f"  metrics        http://{at(cfg.metrics.port)}  (/metrics, /healthz)")
     # Only the supervisor starts a private nats-server; a lone role connects to where it would be.
     bus = shown_url(cfg.bus.url or (f"private nats-server on 127.0.0.1:{cfg.bus.port}" if whole else bus_url(cfg)))
-    if "store" in roles:
+    if registry.STORE_ROLE in roles:
         lines.append(f"Data is kept in {cfg.data_dir.resolve()}  (bus: {bus}; store: embedded ClickHouse)")
         keep = cfg.store.retention
         days = ", ".join(f"{name} {f'{n} d' if n else 'forever'}" for name, n in
@@ -114,7 +111,7 @@ class Supervisor:
         private_bus = self.cfg.bus.url is None
         warning = None
         try:  # what stops a start before anything runs: the lock is let go again
-            check_ports_free(self.cfg, ROLE_NAMES, private_bus=private_bus)
+            check_ports_free(self.cfg, registry.roles(), private_bus=private_bus)
             if private_bus:
                 self.cfg.bus, warning = fit_to_disk(self.cfg.bus, self.data_dir, self.cfg.backpressure.min_free_disk_bytes)
         except (ConfigError, DiskFull):
@@ -136,9 +133,8 @@ class Supervisor:
         env["FERRY_CONFIG_JSON"] = self.cfg.model_dump_json()
         env["PROMETHEUS_MULTIPROC_DIR"] = str(self.run_dir / "prom")
         self._env = env
-        self.children = [Child("store", 0)]
-        self.children += [Child("parser", i) for i in range(self.cfg.parser.workers)]
-        self.children += [Child("ingest", i) for i in range(self.cfg.receivers.workers)]
+        # Started against the data path (store first), so that each role finds its consumer ready.
+        self.children = [Child(role, i) for role in reversed(registry.roles()) for i in range(registry.workers(self.cfg, role))]
         for c in self.children:
             self._spawn(c)
         self._wait_ready(timeout=60)
@@ -203,7 +199,7 @@ class Supervisor:
                 time.sleep(0.05)
 
     def banner(self) -> str:
-        return banner(self.cfg, ROLE_NAMES)
+        return banner(self.cfg, registry.roles())
 
     # --- watch ---------------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -270,7 +266,7 @@ class Supervisor:
 
     def shutdown(self) -> None:
         self.say("ferry: draining and stopping…")
-        for role in ("ingest", "parser", "store"):
+        for role in registry.roles():  # the data path's order: receivers first, the store last
             procs = [c.proc for c in self.children if c.role == role and c.proc and c.proc.poll() is None]
             for p in procs:
                 p.send_signal(signal.SIGTERM)

@@ -5,6 +5,8 @@ One schema per store table; receivers build these, stages transform them, writer
 
 from ferry.schema.tables import (
     ATTRS,
+    CATALOGUE,
+    COUNTED_AS,
     LOGS,
     METRICS_EXP_HISTOGRAM,
     METRICS_GAUGE,
@@ -13,14 +15,19 @@ from ferry.schema.tables import (
     METRICS_SUMMARY,
     RAW_LINES,
     SCHEMA_VERSION,
+    TABLE_NAMES,
     TABLES,
     TRACES,
+    Table,
     conform,
     empty_table,
+    table,
 )
 
 __all__ = [
     "ATTRS",
+    "CATALOGUE",
+    "COUNTED_AS",
     "LOGS",
     "METRICS_EXP_HISTOGRAM",
     "METRICS_GAUGE",
@@ -30,7 +37,10 @@ __all__ = [
     "RAW_LINES",
     "SCHEMA_VERSION",
     "TABLES",
+    "TABLE_NAMES",
     "TRACES",
+    "Table",
     "conform",
     "empty_table",
+    "table",
 ]

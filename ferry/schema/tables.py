@@ -6,6 +6,8 @@ Attribute values are always strings, so services that disagree on a value's type
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pyarrow as pa
 
 # 2: rows bound for the store carry their batch id in BatchId when published.
@@ -174,16 +176,46 @@ RAW_LINES = pa.schema(
     ]
 )
 
+@dataclass(frozen=True)
+class Table:
+    """One store table as every layer sees it: the catalogue below is the only list of them.
+
+    The DDL (store/ddl.py: partitioning, TTL, ledger views), the writer's and upkeep's self-metric
+    labels, `/api/v1/status` and the service counts all iterate CATALOGUE; a new table is one line
+    here plus its column definitions in store/ddl.py (tests/store/test_catalogue.py checks both agree).
+    """
+
+    name: str
+    signal: str  # "logs" | "traces" | "metrics": the retention setting (retention.<signal>_days) it follows
+    schema: pa.Schema
+    time_column: str  # when a row happened: partitions, TTL and time-range reads use it
+    partition: str  # "hour" | "day": logs and spans are searched by the hour, metric points span days
+    counted_as: str  # the key its rows are counted under in /api/v1/status and /api/v1/services
+
+
+CATALOGUE: tuple[Table, ...] = (
+    Table("otel_logs", "logs", LOGS, "Timestamp", "hour", "logs"),
+    Table("otel_traces", "traces", TRACES, "Timestamp", "hour", "spans"),
+    Table("otel_metrics_gauge", "metrics", METRICS_GAUGE, "TimeUnix", "day", "metric_points"),
+    Table("otel_metrics_sum", "metrics", METRICS_SUM, "TimeUnix", "day", "metric_points"),
+    Table("otel_metrics_histogram", "metrics", METRICS_HISTOGRAM, "TimeUnix", "day", "metric_points"),
+    Table("otel_metrics_exponential_histogram", "metrics", METRICS_EXP_HISTOGRAM, "TimeUnix", "day", "metric_points"),
+    Table("otel_metrics_summary", "metrics", METRICS_SUMMARY, "TimeUnix", "day", "metric_points"),
+)
+
 # Store table name -> schema. The bus header "Ferry-Table" names one of these keys.
-TABLES: dict[str, pa.Schema] = {
-    "otel_logs": LOGS,
-    "otel_traces": TRACES,
-    "otel_metrics_gauge": METRICS_GAUGE,
-    "otel_metrics_sum": METRICS_SUM,
-    "otel_metrics_histogram": METRICS_HISTOGRAM,
-    "otel_metrics_exponential_histogram": METRICS_EXP_HISTOGRAM,
-    "otel_metrics_summary": METRICS_SUMMARY,
-}
+TABLES: dict[str, pa.Schema] = {t.name: t.schema for t in CATALOGUE}
+TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in CATALOGUE)
+# The keys of /api/v1/status "stored", in the catalogue's order.
+COUNTED_AS: tuple[str, ...] = tuple(dict.fromkeys(t.counted_as for t in CATALOGUE))
+
+
+def table(name: str) -> Table:
+    """The catalogue entry of store table `name` (KeyError for a name that is none)."""
+    for t in CATALOGUE:
+        if t.name == name:
+            return t
+    raise KeyError(name)
 
 
 def empty_table(schema: pa.Schema) -> pa.Table:

@@ -10,7 +10,6 @@ import logging
 import re
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -20,51 +19,19 @@ import pyarrow.compute as pc
 from ferry.bus import codec
 from ferry.config.model import RetentionConfig
 from ferry.errors import QueryTimeout, QueryTooBig, RetryableError, StoreQueryFailed
-from ferry.runtime.faults import injected
 from ferry.store import ddl
+from ferry.store.protocol import QueryLimits
+from ferry.store.sql import literal
 
 log = logging.getLogger("ferry.store")
 
-# Tests flip store failures on and off through this file (a fault switch for reliability tests):
-# while the file named by the variable exists and contains "store", every insert fails.
 def _ttl_of(engine_full: str) -> str | None:
     """The TTL expression in a system.tables engine_full string, or None if the table has none."""
     _, found, rest = engine_full.partition(" TTL ")
     return rest.partition(" SETTINGS ")[0].strip() if found else None
 
 
-def quote(s: str) -> str:
-    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-# --- API reads: limits and what a client is told -------------------------------------------------
-@dataclass(frozen=True)
-class QueryLimits:
-    """Caps on one API read. They are settings of the reading thread's own connection, so the
-    writer's inserts and the maintenance jobs, which read and write on other connections, are
-    never cut by them."""
-
-    max_seconds: float
-    max_memory_bytes: int
-    max_result_bytes: int
-
-    def describe(self, reason: str) -> str:
-        if reason == "timeout":
-            return f"the query took longer than {self.max_seconds:g} s; narrow the time range or the query"
-        if reason == "memory":
-            return f"the query needed more than {_size(self.max_memory_bytes)} of memory; narrow the time range or the query"
-        if reason == "result":
-            return f"the answer is larger than {_size(self.max_result_bytes)}; lower the limit or narrow the query"
-        return "the query failed in the store; retry later"
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= scale:
-            return f"{n / scale:.3g} {unit}"
-    return f"{n} bytes"
-
-
+# --- API reads: what a client is told -------------------------------------------------------
 _CODE_RE = re.compile(r"Code: (\d+)\.")
 # ClickHouse error codes that mean "this query hit its own cap", and not "the store is in trouble".
 _TIMEOUT_CODES = {159, 160, 394}  # TIMEOUT_EXCEEDED, TOO_SLOW, QUERY_WAS_CANCELLED
@@ -95,6 +62,8 @@ def _log_failed_read(reason: str, sql: str, err: Exception) -> None:
 
 
 class ChdbStore:
+    """The embedded implementation of ferry.store.protocol.Store."""
+
     def __init__(self, path: Path, max_memory_bytes: int = 4 * 1024**3, *, defer_indexes: bool = False) -> None:
         import chdb  # imported here: `import chdb` briefly changes the working directory
 
@@ -185,7 +154,7 @@ class ChdbStore:
                 str(r["name"]): str(r["expr"])
                 for r in self.query_rows(
                     "SELECT name, expr FROM system.data_skipping_indices "
-                    f"WHERE database = currentDatabase() AND table = {quote(table)}"
+                    f"WHERE database = currentDatabase() AND table = {literal(table)}"
                 )
             }
             for name, (expr, kind) in indexes.items():
@@ -240,11 +209,9 @@ class ChdbStore:
 
     def insert_streams(self, table: str, streams: Sequence[bytes]) -> None:
         """Insert Arrow IPC streams (plain or LZ4) into `table`, one INSERT per stream."""
-        if injected("store"):
-            raise RetryableError("store unavailable (injected fault)")
         sql = f"INSERT INTO {table}"
         if self.defer_indexes and table in ddl.DEFERRED_INDEXES:
-            sql += f" SETTINGS exclude_materialize_skip_indexes_on_insert = {quote(','.join(ddl.DEFERRED_INDEXES[table]))}"
+            sql += f" SETTINGS exclude_materialize_skip_indexes_on_insert = {literal(','.join(ddl.DEFERRED_INDEXES[table]))}"
         try:
             for stream in streams:
                 with self.conn().send_insert(sql, "ArrowStream") as ins:  # type: ignore[attr-defined]
@@ -261,8 +228,6 @@ class ChdbStore:
         that may have been seen before (redelivered, resubmitted, or `verify`) are also looked up in
         the data table itself.
         """
-        if injected("store"):
-            raise RetryableError("store unavailable (injected fault)")
         # One batch may come twice in one call: a delivery that sat unfetched past ack_wait and its
         # redelivery arrive in the same fetch. The ledger cannot tell (neither is in it yet).
         unique = list({b.batch_id: b for b in reversed(batches)}.values())[::-1]
@@ -280,9 +245,9 @@ class ChdbStore:
                 continue
             if have:
                 log.warning("batch %s is partly in %s (%d/%d rows); rewriting it", b.batch_id, table, have, b.num_rows)
-                bid = quote(b.batch_id)
+                bid = literal(b.batch_id)
                 self.conn().query(f"DELETE FROM {table} WHERE BatchId = {bid}")  # type: ignore[attr-defined]
-                self.conn().query(f"DELETE FROM ferry_batches WHERE TableName = {quote(table)} AND BatchId = {bid}")  # type: ignore[attr-defined]
+                self.conn().query(f"DELETE FROM ferry_batches WHERE TableName = {literal(table)} AND BatchId = {bid}")  # type: ignore[attr-defined]
             fresh.append(b)
         if not fresh:
             return 0, skipped
@@ -295,8 +260,8 @@ class ChdbStore:
         if not ids:
             return {}
         sql = (
-            f"SELECT BatchId, sum(Rows) AS n FROM ferry_batches WHERE TableName = {quote(table)} "
-            f"AND BatchId IN ({','.join(map(quote, ids))}) GROUP BY BatchId"
+            f"SELECT BatchId, sum(Rows) AS n FROM ferry_batches WHERE TableName = {literal(table)} "
+            f"AND BatchId IN ({','.join(map(literal, ids))}) GROUP BY BatchId"
         )
         return {r["BatchId"]: int(r["n"]) for r in self.query_rows(sql)}  # type: ignore[misc]
 
@@ -308,7 +273,7 @@ class ChdbStore:
         lows = [v for v in lows if v is not None]
         since = f" AND IngestTime >= fromUnixTimestamp64Nano({min(lows)})" if lows else ""
         sql = (
-            f"SELECT BatchId, count() AS n FROM {table} WHERE BatchId IN ({','.join(map(quote, ids))}){since} "
+            f"SELECT BatchId, count() AS n FROM {table} WHERE BatchId IN ({','.join(map(literal, ids))}){since} "
             "GROUP BY BatchId"
         )
         return {r["BatchId"]: int(r["n"]) for r in self.query_rows(sql)}  # type: ignore[misc]

@@ -5,6 +5,9 @@ The same statements run on embedded chDB and on a ClickHouse server; only the en
 
 from __future__ import annotations
 
+from ferry.schema import CATALOGUE, TABLE_NAMES
+from ferry.schema import table as catalogue_entry
+
 # Word-delimiter tokenisation, applied identically by the index and by queries (see ferry.query.tokens):
 # a space goes in at lower->Upper, letter->digit and digit->letter boundaries, then everything is
 # lower-cased and the index splits on non-alphanumerics. One simple pattern per boundary kind: a
@@ -96,9 +99,18 @@ def ttl_expr(table: str, days: int) -> str | None:
     return f"toDateTime(greatest({happened}, {received})) + toIntervalDay({days})" if days > 0 else None
 
 
-def _ttl(table: str, days: int) -> str:
-    expr = ttl_expr(table, days)
+def _ttl(name: str, days: int) -> str:
+    expr = ttl_expr(name, days)
     return f"TTL {expr}" if expr else ""
+
+
+_PARTITION_FN = {"hour": "toStartOfHour", "day": "toDate"}
+
+
+def _partition_by(name: str) -> str:
+    """PARTITION BY of a catalogue table: its time column cut at the catalogue's partition kind."""
+    t = catalogue_entry(name)
+    return f"PARTITION BY {_PARTITION_FN[t.partition]}({t.time_column})"
 
 
 def logs(days: int) -> str:
@@ -127,7 +139,7 @@ CREATE TABLE IF NOT EXISTS otel_logs (
     INDEX idx_log_attr_value mapValues(LogAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_body {BODY_TOKENS} TYPE {BODY_INDEX_TYPE}
 ) ENGINE = MergeTree
-PARTITION BY toStartOfHour(Timestamp)
+{_partition_by("otel_logs")}
 ORDER BY (Timestamp)
 {_ttl("otel_logs", days)}
 {_SETTINGS}"""
@@ -165,7 +177,7 @@ CREATE TABLE IF NOT EXISTS otel_traces (
     INDEX idx_span_attr_value mapValues(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_duration Duration TYPE minmax GRANULARITY 1
 ) ENGINE = MergeTree
-PARTITION BY toStartOfHour(Timestamp)
+{_partition_by("otel_traces")}
 ORDER BY (ServiceName, SpanName, toDateTime(Timestamp))
 {_ttl("otel_traces", days)}
 {_SETTINGS}"""
@@ -262,20 +274,25 @@ _METRIC_SPECIFIC = {
 }
 
 
-DEFERRED_INDEXES.update({t: (*_MAP_BLOOMS, "idx_attr_key", "idx_attr_value") for t in _METRIC_SPECIFIC})
+# Every metric table of the catalogue has its columns here, and nothing else does.
+_METRIC_TABLES = tuple(t.name for t in CATALOGUE if t.signal == "metrics")
+if set(_METRIC_SPECIFIC) != set(_METRIC_TABLES):
+    raise RuntimeError(f"ddl._METRIC_SPECIFIC {sorted(_METRIC_SPECIFIC)} != catalogue metric tables {sorted(_METRIC_TABLES)}")
+
+DEFERRED_INDEXES.update({t: (*_MAP_BLOOMS, "idx_attr_key", "idx_attr_value") for t in _METRIC_TABLES})
 
 
 def metrics(table: str, days: int) -> str:
     return f"""
 CREATE TABLE IF NOT EXISTS {table} ({_METRIC_COMMON}{_METRIC_SPECIFIC[table]}{_FERRY_COLS},{_METRIC_IDX}
 ) ENGINE = MergeTree
-PARTITION BY toDate(TimeUnix)
+{_partition_by(table)}
 ORDER BY (ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))
 {_ttl(table, days)}
 {_SETTINGS}"""
 
 
-DATA_TABLES = ("otel_logs", "otel_traces", *_METRIC_SPECIFIC)
+DATA_TABLES = TABLE_NAMES
 
 
 def batch_ledger(days: int) -> list[str]:
@@ -312,17 +329,18 @@ def ledger_ttl(days: int) -> str:
 
 # table -> (when its rows happened, when they reached ferry): what its retention counts from.
 _TTL_TIMES = {
-    "otel_logs": ("Timestamp", "IngestTime"),
-    "otel_traces": ("Timestamp", "IngestTime"),
+    **{t.name: (t.time_column, "IngestTime") for t in CATALOGUE},
     "otel_traces_trace_id_ts": ("Start", "Seen"),
-    **{t: ("TimeUnix", "IngestTime") for t in _METRIC_SPECIFIC},
 }
+# Tables outside the catalogue (derived lookups) -> the signal whose retention they follow.
+_DERIVED_SIGNAL = {"otel_traces_trace_id_ts": "traces"}
 
 
 def retention(logs_days: int, traces_days: int, metrics_days: int) -> dict[str, str | None]:
     """table -> its TTL expression (None: kept forever); setup applies changes to existing tables."""
-    days = {"otel_logs": logs_days, "otel_traces": traces_days, "otel_traces_trace_id_ts": traces_days}
-    out = {t: ttl_expr(t, days.get(t, metrics_days)) for t in _TTL_TIMES}
+    by_signal = {"logs": logs_days, "traces": traces_days, "metrics": metrics_days}
+    signal = {**{t.name: t.signal for t in CATALOGUE}, **_DERIVED_SIGNAL}
+    out = {t: ttl_expr(t, by_signal[signal[t]]) for t in _TTL_TIMES}
     out["ferry_batches"] = ledger_ttl(max(logs_days, traces_days, metrics_days))
     return out
 
@@ -332,7 +350,10 @@ ADDED_COLUMNS = [("otel_traces_trace_id_ts", "Seen DateTime DEFAULT now() CODEC(
 
 
 def all_statements(logs_days: int, traces_days: int, metrics_days: int) -> list[str]:
-    out = [logs(logs_days), traces(traces_days), *trace_id_ts(traces_days)]
-    out += [metrics(t, metrics_days) for t in _METRIC_SPECIFIC]
+    """Every CREATE, in dependency order: each catalogue table, then what derives from them."""
+    days = {"logs": logs_days, "traces": traces_days, "metrics": metrics_days}
+    create = {"otel_logs": logs, "otel_traces": traces}
+    out = [create[t.name](days[t.signal]) if t.name in create else metrics(t.name, days[t.signal]) for t in CATALOGUE]
+    out += trace_id_ts(traces_days)
     out += batch_ledger(max(logs_days, traces_days, metrics_days))
     return out

@@ -8,20 +8,21 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from ferry.runtime.periodic import repeat
+from ferry.host.periodic import repeat
 from ferry.store import ddl
-from ferry.store.chdb_store import ChdbStore, quote
+from ferry.store.protocol import Store
+from ferry.store.sql import literal
 from ferry.telemetry import metrics
 
 
-def lacking(store: ChdbStore, after_s: float) -> dict[str, dict[str, int]]:
+def lacking(store: Store, after_s: float) -> dict[str, dict[str, int]]:
     """table -> partition id -> parts older than `after_s` that no merge or mutation has rewritten.
 
     Such a part (level 0, data version = its first block) is exactly as its insert wrote it, so it
     lacks the deferred indexes; a merge or MATERIALIZE INDEX rewrites it with them. Files cannot
     tell: small skip indexes share one packed file.
     """
-    tables = ",".join(map(quote, ddl.DEFERRED_INDEXES))
+    tables = ",".join(map(literal, ddl.DEFERRED_INDEXES))
     rows = store.query_rows(
         "SELECT table, partition_id, count() AS parts FROM system.parts WHERE active AND database = currentDatabase() "
         f"AND table IN ({tables}) AND level = 0 AND data_version = min_block_number "
@@ -33,7 +34,7 @@ def lacking(store: ChdbStore, after_s: float) -> dict[str, dict[str, int]]:
     return dict(out)
 
 
-def catch_up(store: ChdbStore, after_s: float) -> int:
+def catch_up(store: Store, after_s: float) -> int:
     """Start building the indexes that parts older than `after_s` lack; returns how many partitions.
 
     One mutation per table at a time: a table with a mutation still running is left for next round.
@@ -46,7 +47,7 @@ def catch_up(store: ChdbStore, after_s: float) -> int:
         if table in busy:
             continue
         commands = [
-            f"MATERIALIZE INDEX {index} IN PARTITION ID {quote(partition)}"
+            f"MATERIALIZE INDEX {index} IN PARTITION ID {literal(partition)}"
             for partition in sorted(partitions)
             for index in ddl.DEFERRED_INDEXES[table]
         ]
@@ -56,6 +57,6 @@ def catch_up(store: ChdbStore, after_s: float) -> int:
     return started
 
 
-async def keep_indexes(store: ChdbStore, after_s: float, every_s: float = 5.0) -> None:
+async def keep_indexes(store: Store, after_s: float, every_s: float = 5.0) -> None:
     """Run catch_up every `every_s` seconds until cancelled (the store role's background task)."""
     await repeat(every_s, lambda: catch_up(store, after_s), "building deferred indexes")

@@ -3,7 +3,7 @@ are dropped, across all signals, until it is back under 90 % of the limit.
 
 Retention by age (TTL) says how long data is kept; this says how much disk it may take, so a
 single machine never fills its disk with telemetry (where receivers would then refuse everything
-new, runtime/disk.py). Every dropped row is counted: ferry_dropped_records_total{receiver="store",
+new, host/disk.py). Every dropped row is counted: ferry_dropped_records_total{receiver="store",
 reason="size_limit"}.
 """
 
@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from ferry.runtime.disk import mib
-from ferry.runtime.periodic import repeat
-from ferry.store.chdb_store import ChdbStore, quote
+from ferry.host.disk import mib
+from ferry.host.periodic import repeat
+from ferry.store.protocol import Store
+from ferry.store.sql import literal
 from ferry.telemetry import metrics
 
 log = logging.getLogger("ferry.store.size_cap")
@@ -34,7 +35,7 @@ class Partition:
     bytes: int
 
 
-def partitions(store: ChdbStore) -> list[Partition]:
+def partitions(store: Store) -> list[Partition]:
     """Every table's active partitions, oldest first."""
     rows = store.query_rows(
         "SELECT table, partition_id, partition, sum(rows) AS rows, sum(bytes_on_disk) AS bytes FROM system.parts "
@@ -64,12 +65,12 @@ def to_drop(parts: list[Partition], max_bytes: int) -> list[Partition]:
     return out
 
 
-def enforce(store: ChdbStore, max_bytes: int) -> int:
+def enforce(store: Store, max_bytes: int) -> int:
     """Drop what to_drop() names; returns the rows dropped."""
     parts = partitions(store)
     dropped = 0
     for p in to_drop(parts, max_bytes):
-        store.query_bytes(f"ALTER TABLE {p.table} DROP PARTITION ID {quote(p.partition_id)}", "TSV")
+        store.query_bytes(f"ALTER TABLE {p.table} DROP PARTITION ID {literal(p.partition_id)}", "TSV")
         metrics.dropped.labels("store", "size_limit").inc(p.rows)
         dropped += p.rows
         log.warning("store over store.max_bytes (%s): dropped %s partition %s (%d rows, %s)",
@@ -81,6 +82,6 @@ def enforce(store: ChdbStore, max_bytes: int) -> int:
     return dropped
 
 
-async def keep_under(store: ChdbStore, max_bytes: int, every_s: float) -> None:
+async def keep_under(store: Store, max_bytes: int, every_s: float) -> None:
     """Run enforce() every `every_s` seconds until cancelled (the store role's background task)."""
     await repeat(every_s, lambda: enforce(store, max_bytes), "size check")

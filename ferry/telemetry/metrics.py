@@ -184,62 +184,12 @@ def app(ready: Callable[[], bool]) -> Starlette:
     return Starlette(routes=[Route("/metrics", prom), Route("/healthz", health)])
 
 
-_SIGNALS = ("logs", "traces", "metrics")
-_OTLP = ("otlp_http", "otlp_grpc")
-_TABLES = (
-    "otel_logs",
-    "otel_traces",
-    "otel_metrics_gauge",
-    "otel_metrics_sum",
-    "otel_metrics_histogram",
-    "otel_metrics_exponential_histogram",
-    "otel_metrics_summary",
-)
-
-
 def declare(role: str) -> None:
-    """Create every series a role can move, at 0, so that alerts on rate() see them before the first event."""
-    if role == "ingest":
-        for s in _SIGNALS:
-            for r in _OTLP:
-                received.labels(s, r)
-                for reason in ("malformed", "too_large", "backpressure", "disk_full", "unavailable", "internal",
-                               "invalid_trace_id", "invalid_span_id", "invalid_value", "read_timeout"):
-                    refused.labels(s, r, reason)
-                for reason in ("malformed", "too_large", "backpressure", "disk_full", "unavailable", "internal",
-                               "read_timeout"):
-                    refused_requests.labels(s, r, reason)
-        refused_connections.labels("otlp_http", "read_timeout")
-        refused_connections.labels("otlp_http", "too_many")
-        received.labels("logs", "syslog")
-        dropped.labels("syslog_udp", "overload")
-        dropped.labels("syslog_udp", "disk_full")
-        refusing.labels("disk_full").set(0)
-        refusing.labels("backpressure").set(0)
-        dropped.labels("syslog", "truncated")
-        retried.labels("syslog", "backpressure")
-        # Syslog hardening: refused/closed connections, kernel-dropped datagrams, lines lost to a bug
-        # (internal), to a bus that refuses one line (too_large) or to a bus still down at shutdown.
-        refused_connections.labels("syslog_tcp", "too_many")
-        closed_connections.labels("syslog_tcp", "idle")
-        closed_connections.labels("syslog_tcp", "buffer_limit")
-        open_connections.labels("syslog_tcp").set(0)
-        dropped.labels("syslog_udp", "udp_overflow")
-        for reason in ("internal", "too_large", "shutdown"):
-            dropped.labels("syslog", reason)
-        retried.labels("syslog", "internal")
-        retried.labels("publish", "bus_unavailable")
-    elif role == "parser":
-        processed.labels("parser")
-        retried.labels("parser", "unavailable")
-        dropped.labels("parser", "quarantined")
-    elif role == "store":
-        dropped.labels("store", "size_limit")
-        for t in _TABLES:
-            written.labels(t)
-            deduplicated.labels(t)
-            spooled.labels(t)
-            unspooled.labels(t)
-            indexed_late.labels(t)
-        retried.labels("writer", "store_unavailable")
-        dropped.labels("writer", "quarantined")
+    """Create every series a role can move, at 0, so that alerts on rate() see them before the first event.
+
+    Each receiver and stage declares its own (`declare_metrics()` in its component.py); the registry
+    says which run in this role.
+    """
+    from ferry import registry
+
+    registry.declare_metrics(role)

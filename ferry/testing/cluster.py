@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from ferry.bus.server import binary
-from ferry.runtime.procs import die_with_parent
+from ferry.host.procs import die_with_parent
 from ferry.testing.process import free_port
 
 

@@ -19,8 +19,8 @@ import httpx
 import yaml
 
 from ferry.config.model import ROLE_METRICS_PORTS
-from ferry.runtime.procs import die_with_parent
-from ferry.runtime.sockets import host_port
+from ferry.host.procs import die_with_parent
+from ferry.host.sockets import host_port
 
 
 def free_port(udp_too: bool = False) -> int:

@@ -31,7 +31,7 @@ from ferry.bus.server import NatsServer
 from ferry.bus.topics import LOGGING, PARSER, TOPICS
 from ferry.config.model import ROLE_METRICS_PORTS, BusConfig
 from ferry.runtime.runner import StageRunner
-from ferry.runtime.stage import FetchPolicy, Output
+from ferry.stages.contract import FetchPolicy, Output
 from ferry.testing import FerryProcess, free_port
 from ferry.testing.cluster import NatsCluster
 from ferry.testing.otlp import logs_request

@@ -18,11 +18,18 @@ import grpc
 import httpx
 import pytest
 
-from ferry.testing import FerryProcess
+from ferry.host.faults import FAULTS_ENV
+from ferry.store import WRAPPER_ENV
+from ferry.testing import FerryProcess, faulty_store
 from ferry.testing.exactly_once import assert_exactly_once, stored_bodies
 from ferry.testing.otlp import logs_request
 
 PB = {"content-type": "application/x-protobuf"}
+
+
+def _store_faults(faults: Path) -> dict[str, str]:
+    """Env of a ferry whose store fails every insert while `faults` holds the word `store`."""
+    return {WRAPPER_ENV: faulty_store.SPEC, FAULTS_ENV: str(faults)}
 
 
 class Sender(threading.Thread):
@@ -120,7 +127,7 @@ def test_store_failure_retries_spools_and_recovers_once(tmp_path: Path) -> None:
     f = FerryProcess(
         tmp_path / "data",
         config={"writer": {"retries": 2, "backoff_s": 0.1, "spool_retry_s": 0.5}},
-        env={"FERRY_FAULTS_FILE": str(faults)},
+        env=_store_faults(faults),
     ).start()
     try:
         tag = f"spool{uuid.uuid4().hex[:8]}"
@@ -163,7 +170,7 @@ def test_overload_backpressure_429_grpc_tcp_udp(tmp_path: Path) -> None:
             "writer": {"retries": 1000, "backoff_s": 0.2},  # the writer keeps retrying: lag grows
             "backpressure": {"max_pending_batches": 3, "retry_after_s": 3},
         },
-        env={"FERRY_FAULTS_FILE": str(faults)},
+        env=_store_faults(faults),
     ).start()
     try:
         tag = f"bp{uuid.uuid4().hex[:8]}"

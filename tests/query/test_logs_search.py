@@ -18,7 +18,7 @@ from chdb.state.sqlitelike import Connection
 
 from ferry.errors import BadRequest
 from ferry.query.language import Field
-from ferry.query.logs_sql import compile_logs, compile_logs_count, compile_where, sql_string
+from ferry.query.logs_sql import compile_logs, compile_logs_count, compile_where
 from ferry.schema.tables import LOGS, conform
 from ferry.store.ddl import logs
 
@@ -424,32 +424,6 @@ def test_hostile_attribute_key_is_quoted(conn: Connection) -> None:
     node = Field("x'] = '' OR 1=1 OR LogAttributes['y", "=", "v")
     rows = _json(conn, f"SELECT count() AS n FROM otel_logs WHERE {compile_where(node)}")
     assert int(rows[0]["n"]) == 0
-
-
-def test_sql_string_round_trips(conn: Connection) -> None:
-    """sql_string() literals evaluate to the exact bytes of the Python string."""
-    samples = [
-        "",
-        "'",
-        "\\",
-        "\\'",
-        "''",
-        "a'b\\c",
-        "x' OR 1=1 --",
-        "\x00\x01\x1f\x7f",
-        "\n\r\t\b\f\v",
-        "é😀中",
-        "\\x41",
-        "{p:String}",
-        "?",
-        "%s",
-        "\u2028",
-        "'; --",
-        "\\\\'",
-    ]
-    cols = ", ".join(f"hex({sql_string(s)}) AS c{i}" for i, s in enumerate(samples))
-    row = _json(conn, f"SELECT {cols}")[0]
-    assert [row[f"c{i}"] for i in range(len(samples))] == [s.encode().hex().upper() for s in samples]
 
 
 def test_bad_arguments(conn: Connection) -> None:

@@ -13,9 +13,9 @@ import chdb
 import pytest
 from chdb.state.sqlitelike import Connection
 
-from ferry.query.logs_sql import sql_string
 from ferry.query.tokens import interior_tokens, normalise, tokens
 from ferry.store.ddl import normalised
+from ferry.store.sql import literal
 
 TRICKY = [
     "",
@@ -73,7 +73,7 @@ def conn() -> Iterator[Connection]:
 
 def _clickhouse(conn: Connection, texts: list[str]) -> list[tuple[str, list[str]]]:
     """(normalised value, tokens) ClickHouse computes for each text, in order."""
-    pairs = ", ".join(f"({i}, {sql_string(t)})" for i, t in enumerate(texts))
+    pairs = ", ".join(f"({i}, {literal(t)})" for i, t in enumerate(texts))
     expr = normalised("tupleElement(p, 2)")
     sql = (
         f"SELECT tupleElement(p, 1) AS i, {expr} AS n, tokens({expr}, 'splitByNonAlpha') AS t "

@@ -10,7 +10,7 @@ import sys
 _PROBE = """
 import os, resource, sys
 if sys.argv[1] == "1":
-    from ferry.runtime.memory import tune_allocators
+    from ferry.host.memory import tune_allocators
     tune_allocators()
 import pyarrow as pa
 def faults():

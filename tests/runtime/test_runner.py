@@ -12,16 +12,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pyarrow as pa
-from nats.js import JetStreamContext
 
-from ferry.bus import codec
+from ferry.bus import Bus, codec
 from ferry.bus.client import connect, declare
 from ferry.bus.publish import publish
 from ferry.bus.server import NatsServer
 from ferry.bus.topics import LOGGING, PARSER, TOPICS
 from ferry.config.model import BusConfig
 from ferry.runtime.runner import StageRunner
-from ferry.runtime.stage import FetchPolicy, Output
+from ferry.stages.contract import FetchPolicy, Output
 from ferry.testing import free_port
 
 ROWS = 2_000
@@ -51,7 +50,7 @@ def _batch(i: int) -> codec.Batch:
 
 
 @contextlib.asynccontextmanager
-async def _bus(tmp: Path) -> AsyncIterator[JetStreamContext]:
+async def _bus(tmp: Path) -> AsyncIterator[Bus]:
     """A private nats-server with ferry's topics declared, and a JetStream client on it."""
     cfg = BusConfig(port=free_port(), monitor_port=free_port(), max_payload=8 * 1024**2)
     server = NatsServer(cfg, tmp)

@@ -169,7 +169,7 @@ def _spooled_by_an_older_ferry(path: str) -> dict[str, Any]:
 
     from ferry.bus import codec
     from ferry.config.model import RetentionConfig
-    from ferry.stages.writer.spool import Spool
+    from ferry.stages.sink import Spool
     from ferry.store.chdb_store import ChdbStore
 
     root = Path(path) / "spool"

@@ -8,9 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
-from nats.js import JetStreamContext
-
-from ferry.bus import codec
+from ferry.bus import Bus, codec
 from ferry.bus.publish import publish
 from ferry.bus.topics import LOGGING, METRICS, TRACING
 from ferry.receivers.otlp.decode import Decoded
@@ -32,7 +30,7 @@ def request_id(payload: bytes, signal: str, tenant: str) -> str:
 
 
 async def publish_decoded(
-    js: JetStreamContext, signal: str, decoded: Decoded, tenant: str, receiver: str, payload: bytes
+    js: Bus, signal: str, decoded: Decoded, tenant: str, receiver: str, payload: bytes
 ) -> None:
     """Raises a FerryError (Backpressure, RetryableError) when the batch is not durable."""
     rid = request_id(payload, signal, tenant)

@@ -15,16 +15,16 @@ from typing import Any
 import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
-from nats.js import JetStreamContext
 
+from ferry.bus import Bus
 from ferry.config.model import FerryConfig
 from ferry.errors import Backpressure, TooLarge
-from ferry.receivers._status import as_ferry_error, retry_after, status_of
+from ferry.host.sockets import host_port
 from ferry.receivers.backpressure import BackpressureMonitor
 from ferry.receivers.otlp import decode
 from ferry.receivers.otlp._publish import publish_decoded, refuse_all
 from ferry.receivers.otlp.http import _response
-from ferry.runtime.sockets import host_port
+from ferry.status import as_ferry_error, retry_after, status_of
 
 _SERVICES = {
     "logs": ("opentelemetry.proto.collector.logs.v1.LogsService", decode.decode_logs),
@@ -34,7 +34,7 @@ _SERVICES = {
 
 
 def _export_handler(
-    signal: str, js: JetStreamContext, cfg: FerryConfig, monitor: BackpressureMonitor, inflight: list[int]
+    signal: str, js: Bus, cfg: FerryConfig, monitor: BackpressureMonitor, inflight: list[int]
 ) -> Any:
     decoder = _SERVICES[signal][1]
     g = cfg.receivers.otlp.grpc
@@ -106,7 +106,7 @@ async def _read_request(context: grpc.aio.ServicerContext, timeout: float, signa
     return None
 
 
-def build_server(js: JetStreamContext, cfg: FerryConfig, monitor: BackpressureMonitor) -> grpc.aio.Server:
+def build_server(js: Bus, cfg: FerryConfig, monitor: BackpressureMonitor) -> grpc.aio.Server:
     g = cfg.receivers.otlp.grpc
     server = grpc.aio.server(
         options=[

@@ -14,7 +14,6 @@ from typing import Any
 import orjson
 from google.protobuf import json_format
 from google.rpc import status_pb2
-from nats.js import JetStreamContext
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
@@ -23,13 +22,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ferry.bus import Bus
 from ferry.config.model import FerryConfig
 from ferry.errors import Backpressure, BadRequest, TooLarge
-from ferry.receivers._status import as_ferry_error, retry_after, status_of
 from ferry.receivers.backpressure import BackpressureMonitor
 from ferry.receivers.otlp import decode
 from ferry.receivers.otlp._connections import protocol as protocol  # the server side of this app
 from ferry.receivers.otlp._publish import publish_decoded, refuse_all
+from ferry.status import as_ferry_error, retry_after, status_of
 
 _DECODERS = {"logs": decode.decode_logs, "traces": decode.decode_traces, "metrics": decode.decode_metrics}
 
@@ -118,7 +118,7 @@ def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
             raise BadRequest(f"body has {len(rest)} bytes of trailing data after the {encoding} stream")
 
 
-def build_app(js: JetStreamContext, cfg: FerryConfig, monitor: BackpressureMonitor) -> Starlette:
+def build_app(js: Bus, cfg: FerryConfig, monitor: BackpressureMonitor) -> Starlette:
     limit = cfg.receivers.otlp.http.max_request_bytes
     # Requests from the moment their header is in until they are answered, body read included: this
     # bounds memory. Connections still sending a header hold no slot (their read deadline bounds them).

@@ -23,17 +23,16 @@ from collections import deque
 
 import numpy as np
 import pyarrow as pa
-from nats.js import JetStreamContext
 
-from ferry.bus import codec
+from ferry.bus import Bus, codec
 from ferry.bus.publish import payload_limit, publish
 from ferry.bus.topics import SYSLOG
 from ferry.config.model import FerryConfig, SyslogConfig
 from ferry.errors import DiskFull, PermanentError, RetryableError
+from ferry.host.faults import injected
+from ferry.host.sockets import host_port, listening
 from ferry.receivers.backpressure import BackpressureMonitor
 from ferry.receivers.syslog.framing import StreamFramer, split_datagram
-from ferry.runtime.faults import injected
-from ferry.runtime.sockets import host_port, listening
 from ferry.schema import RAW_LINES
 from ferry.telemetry import metrics
 
@@ -86,7 +85,7 @@ class LineBatcher:
     # the supervisor kills a role that takes more than 30 s, gRPC has up to 10 s of that.
     _STOP_WAIT_S = 15.0
 
-    def __init__(self, js: JetStreamContext, cfg: FerryConfig, monitor: BackpressureMonitor) -> None:
+    def __init__(self, js: Bus, cfg: FerryConfig, monitor: BackpressureMonitor) -> None:
         self.js, self.cfg, self.monitor = js, cfg, monitor
         sc = cfg.receivers.syslog
         self.max_lines = sc.batch_lines
@@ -571,7 +570,7 @@ class UdpReader:
         self.sock.close()
 
 
-def _fit_max_message(js: JetStreamContext, configured: int) -> int:
+def _fit_max_message(js: Bus, configured: int) -> int:
     """`configured`, or less if a line that long would not fit in one bus message: such a line
     could never be published, so it is truncated (and counted) on arrival instead."""
     # Room for the Arrow IPC framing, the other columns and LZ4's worst case on incompressible text.
@@ -583,7 +582,7 @@ def _fit_max_message(js: JetStreamContext, configured: int) -> int:
     return configured
 
 
-async def start(js: JetStreamContext, cfg: FerryConfig, monitor: BackpressureMonitor) -> tuple[LineBatcher, list[object]]:
+async def start(js: Bus, cfg: FerryConfig, monitor: BackpressureMonitor) -> tuple[LineBatcher, list[object]]:
     """Start the syslog listeners. The returned objects' close() stops taking data (TCP
     connections included, their unterminated lines kept); the batcher's stop() then ships the rest."""
     sc = cfg.receivers.syslog

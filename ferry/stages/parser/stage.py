@@ -13,8 +13,8 @@ import pyarrow as pa
 
 from ferry.bus import codec
 from ferry.bus.topics import COMMIT_OF, PARSER
-from ferry.runtime.stage import FetchPolicy, Output
 from ferry.schema import TABLES, conform
+from ferry.stages.contract import FetchPolicy, Output
 from ferry.telemetry import metrics
 
 
@@ -26,8 +26,8 @@ class ParserStage:
         # intermediate columns of a 128 k-row call held ~200 MB more (measured peak RSS 490 vs 690 MB).
         self.fetch = FetchPolicy(max_msgs=32, max_rows=64_000, max_wait_s=0.02)
         # Import (and let polars/pyarrow initialise) now, not on the first batch's clock.
+        from ferry.schema.samples import raw_lines
         from ferry.stages.parser.syslog import parse_syslog
-        from ferry.testing.samples import raw_lines
 
         self._parse_syslog = parse_syslog
         self._schema_keys = {name: codec.schema_key_of(schema) for name, schema in TABLES.items()}

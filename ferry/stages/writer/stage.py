@@ -1,26 +1,22 @@
 """The writer stage: bulk-inserts *_commit batches into their store tables, exactly once.
 
-An insert that keeps failing after retries with backoff goes to the spool, so the topic keeps
-moving and the batch is resubmitted later; nothing is acknowledged before it is durable.
+Retries, the spool and resubmission are the Sink's (ferry/stages/sink.py): an insert that keeps
+failing is spooled, so the topic keeps moving; nothing is acknowledged before it is durable.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import defaultdict
 
 from ferry.bus import codec
 from ferry.bus.topics import WRITER
-from ferry.config.model import WriterConfig
-from ferry.errors import RetryableError
-from ferry.runtime.stage import FetchPolicy, Output
-from ferry.stages.writer.spool import Spool
-from ferry.store.chdb_store import ChdbStore
+from ferry.stages.contract import FetchPolicy, Output
+from ferry.stages.sink import Sink, SinkPolicy, Spool
+from ferry.stages.writer.config import WriterConfig
+from ferry.store import Store
 from ferry.telemetry import metrics
-
-log = logging.getLogger("ferry.writer")
 
 # How far the bus's clock may be ahead of ours: the same clock when embedded, NTP-close otherwise.
 _CLOCK_SLACK_S = 2.0
@@ -29,10 +25,13 @@ _CLOCK_SLACK_S = 2.0
 class WriterStage:
     group = WRITER
 
-    def __init__(self, cfg: WriterConfig, store: ChdbStore, spool: Spool) -> None:
+    def __init__(self, cfg: WriterConfig, store: Store, spool: Spool) -> None:
         self.cfg = cfg
         self.store = store
         self.spool = spool
+        policy = SinkPolicy(retries=cfg.retries, backoff_s=cfg.backoff_s, backoff_max_s=cfg.backoff_max_s,
+                            spool_retry_s=cfg.spool_retry_s)
+        self.sink = Sink("writer", self._insert, spool, policy, reason="store_unavailable")
         self.fetch = FetchPolicy(
             max_msgs=2000,
             max_rows=cfg.max_rows,
@@ -52,39 +51,16 @@ class WriterStage:
                 b.redelivered = True
             by_table[b.target].append(b)
         for table, group in by_table.items():
-            await self._write(table, group)
+            await self.sink.submit(table, group)
         return []
 
-    async def _write(self, table: str, group: list[codec.Batch]) -> None:
-        delay = self.cfg.backoff_s
-        for attempt in range(1, self.cfg.retries + 1):
-            t0 = time.perf_counter()
-            try:
-                rows, skipped = await asyncio.to_thread(self.store.write_batches, table, group)
-            except RetryableError as e:
-                metrics.retried.labels("writer", "store_unavailable").inc()
-                # A failed insert may have stored the rows but not their ledger entry.
-                for b in group:
-                    b.redelivered = True
-                log.warning("insert into %s failed (attempt %d/%d): %s", table, attempt, self.cfg.retries, e)
-                if attempt < self.cfg.retries:
-                    await asyncio.sleep(delay)
-                    delay *= 2
-                continue
-            metrics.insert_seconds.labels(table).observe(time.perf_counter() - t0)
-            metrics.written.labels(table).inc(rows)
-            if skipped:
-                metrics.deduplicated.labels(table).inc(skipped)
-            return
-        # Retries exhausted: park the batches on disk so the topic keeps flowing.
-        try:
-            for b in group:
-                self.spool.put(table, b)
-        except OSError as e:
-            # Most likely the same full disk that fails the store. The batches stay on the bus
-            # (not acknowledged) and come back after a backoff; a spooled one is deduplicated then.
-            raise RetryableError(f"store refused {len(group)} batches for {table} and the spool cannot take them: {e}") from e
-        log.error("store refused %d batches for %s; spooled to %s", len(group), table, self.spool.root)
+    async def _insert(self, table: str, group: list[codec.Batch]) -> None:
+        t0 = time.perf_counter()
+        rows, skipped = await asyncio.to_thread(self.store.write_batches, table, group)
+        metrics.insert_seconds.labels(table).observe(time.perf_counter() - t0)
+        metrics.written.labels(table).inc(rows)
+        if skipped:
+            metrics.deduplicated.labels(table).inc(skipped)
 
     async def close(self) -> None:
         return None

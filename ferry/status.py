@@ -1,6 +1,6 @@
 """One table from ferry's errors to what each protocol tells the client.
 
-Used by every receiver so that the same failure always gets the same answer.
+Used by every receiver and by the API, so that the same failure always gets the same answer.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Small hand-made inputs for warm-ups and tests: raw syslog lines as a RAW_LINES table.
 
-Kept tiny and dependency-free so that runtime code may use it too (the parser warms up with it).
+Kept tiny and dependency-free: the parser warms up with it, tests build inputs with it.
 """
 
 from __future__ import annotations

@@ -1,0 +1,63 @@
+"""The syslog receiver as the runtime starts it: UDP and TCP listeners and their line batcher.
+
+Built by ferry.registry in an ingest process; settings in config.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ferry.receivers.syslog.config import SyslogConfig
+from ferry.registry import Context, Listener
+from ferry.telemetry import metrics
+
+
+class SyslogReceiver:
+    def __init__(self, cfg: SyslogConfig, ctx: Context) -> None:
+        self.cfg = cfg
+        self.ctx = ctx
+        self._batcher: Any = None
+        self._open: list[Any] = []
+
+    def listeners(self) -> list[Listener]:
+        return self.cfg.listeners()
+
+    async def start(self) -> None:
+        if not self.cfg.enabled:
+            return
+        from ferry.receivers.syslog import server
+
+        self._batcher, self._open = await server.start(self.ctx.js, self.ctx.config, self.ctx.monitor)
+
+    async def stop(self) -> None:
+        # Stop reading (TCP connections too, their unterminated lines kept), then ship the rest.
+        for lst in self._open:
+            lst.close()
+        if self._batcher is not None:
+            await self._batcher.stop()
+
+
+def build(cfg: SyslogConfig, ctx: Context) -> SyslogReceiver:
+    return SyslogReceiver(cfg, ctx)
+
+
+def declare_metrics() -> None:
+    metrics.received.labels("logs", "syslog")
+    metrics.dropped.labels("syslog_udp", "overload")
+    metrics.dropped.labels("syslog_udp", "disk_full")
+    metrics.dropped.labels("syslog", "truncated")
+    metrics.retried.labels("syslog", "backpressure")
+    # Syslog hardening: refused/closed connections, kernel-dropped datagrams, lines lost to a bug
+    # (internal), to a bus that refuses one line (too_large) or to a bus still down at shutdown.
+    metrics.refused_connections.labels("syslog_tcp", "too_many")
+    metrics.closed_connections.labels("syslog_tcp", "idle")
+    metrics.closed_connections.labels("syslog_tcp", "buffer_limit")
+    metrics.open_connections.labels("syslog_tcp").set(0)
+    metrics.dropped.labels("syslog_udp", "udp_overflow")
+    for reason in ("internal", "too_large", "shutdown"):
+        metrics.dropped.labels("syslog", reason)
+    metrics.retried.labels("syslog", "internal")
+    # Moved by what every receiver shares: the backpressure monitor and bus/publish.py.
+    metrics.refusing.labels("disk_full").set(0)
+    metrics.refusing.labels("backpressure").set(0)
+    metrics.retried.labels("publish", "bus_unavailable")

@@ -1,0 +1,140 @@
+"""Every receiver and stage ferry runs, one line each: the topology as data, not code.
+
+The role list, `--role` choices, shutdown order, the banner, the port check, the config sections and
+the self-metric series a role pre-declares are all derived from COMPONENTS. A component is one
+package with a `config.py` (its pydantic model, exported as `Config`; light: imported before any
+role runs) and a `component.py` with `build(cfg, ctx)` and `declare_metrics()` (imported only in the
+role process that runs it). Adding a receiver or a stage = one new package + one line below.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, replace
+from operator import attrgetter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:  # only for hints: this module is imported by ferry.config.model itself
+    from ferry.bus import Bus, Connection
+    from ferry.config.model import FerryConfig
+    from ferry.receivers.backpressure import BackpressureMonitor
+    from ferry.stages.contract import Stage
+    from ferry.store import Store
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One port a receiver opens: what the port check binds and the banner shows."""
+
+    setting: str  # config key of the port, relative to the component's section (the registry prefixes it)
+    transport: Literal["tcp", "udp"]
+    port: int
+    label: str  # banner line; listeners with the same label share one line
+    scheme: str = ""  # shown before host:port in the banner (http://, udp://)
+    note: str = ""  # shown after it
+
+
+class Receiver(Protocol):
+    async def start(self) -> None:
+        """Bind and serve; returns once every listener takes data."""
+
+    async def stop(self) -> None:
+        """Stop taking data, then hand on (publish) what was taken; returns when done."""
+
+    def listeners(self) -> list[Listener]: ...
+
+
+@dataclass
+class Context:
+    """What a component gets from the runtime of its role process (None where that role has none)."""
+
+    config: FerryConfig  # the whole config: listen address, tenant, backpressure and bus limits
+    data_dir: Path
+    nc: Connection | None = None
+    js: Bus | None = None
+    monitor: BackpressureMonitor | None = None  # ingest: refuses data while the bus or disk is full
+    store: Store | None = None  # store role: the store the writer inserts into (embedded chDB)
+
+
+@dataclass(frozen=True)
+class Component:
+    kind: str  # its name, unique
+    what: Literal["receiver", "stage"]
+    package: str  # holds config.py (`Config`) and component.py (`build`, `declare_metrics`)
+    section: str  # where its settings sit in FerryConfig, dotted (receivers.otlp)
+    role: str  # the process group that runs it (ingest, parser, store)
+    stop_order: int  # lower stops first: the data path's order, so nothing is left mid-way
+
+    def config_model(self) -> type[Any]:
+        return importlib.import_module(f"{self.package}.config").Config  # type: ignore[no-any-return]
+
+    def settings(self, cfg: FerryConfig) -> Any:
+        return attrgetter(self.section)(cfg)
+
+    def module(self) -> Any:
+        return importlib.import_module(f"{self.package}.component")
+
+    def listeners(self, cfg: FerryConfig) -> list[Listener]:
+        """Its listeners under `cfg` (enabled ones only), settings named from the top of the config."""
+        if self.what != "receiver":
+            return []
+        return [replace(lst, setting=f"{self.section}.{lst.setting}") for lst in self.settings(cfg).listeners()]
+
+
+COMPONENTS: list[Component] = [
+    Component("otlp", "receiver", "ferry.receivers.otlp", "receivers.otlp", "ingest", 0),
+    Component("syslog", "receiver", "ferry.receivers.syslog", "receivers.syslog", "ingest", 0),
+    Component("parser", "stage", "ferry.stages.parser", "parser", "parser", 1),
+    Component("writer", "stage", "ferry.stages.writer", "writer", "store", 2),
+]
+
+# The role that owns the store (chDB, the writer's target) and serves the API: exactly one process
+# of it may run, and under `ferry run` every other role's /metrics is served by its API.
+STORE_ROLE = "store"
+# The setting that counts a role's processes under `ferry run`; a role not named here runs once.
+WORKERS = {"ingest": "receivers.workers", "parser": "parser.workers"}
+
+
+def roles() -> list[str]:
+    """Every role, in shutdown order (a role stops at its earliest component's turn)."""
+    first: dict[str, int] = {}
+    for c in COMPONENTS:
+        first[c.role] = min(first.get(c.role, c.stop_order), c.stop_order)
+    return sorted(first, key=lambda r: first[r])
+
+
+def in_role(role: str, what: str | None = None) -> list[Component]:
+    """The components a role runs, in shutdown order."""
+    return sorted((c for c in COMPONENTS if c.role == role and what in (None, c.what)), key=lambda c: c.stop_order)
+
+
+def workers(cfg: FerryConfig, role: str) -> int:
+    return int(attrgetter(WORKERS[role])(cfg)) if role in WORKERS else 1
+
+
+def listeners(cfg: FerryConfig, roles_: list[str] | tuple[str, ...] | set[str]) -> list[Listener]:
+    """Every listener the receivers of these roles open under `cfg`, in registry order."""
+    return [lst for c in COMPONENTS if c.role in roles_ for lst in c.listeners(cfg)]
+
+
+def config_fields(parent: str) -> dict[str, tuple[type[Any], Any]]:
+    """pydantic fields (name -> (model, default)) of the component sections directly under `parent`
+    ("" = the top of the config): ferry.config.model builds its sections from these."""
+    out: dict[str, tuple[type[Any], Any]] = {}
+    for c in COMPONENTS:
+        head, _, name = c.section.rpartition(".")
+        if head == parent:
+            model = c.config_model()
+            out[name] = (model, model())
+    return out
+
+
+def build(c: Component, ctx: Context) -> Receiver | Stage:
+    return c.module().build(c.settings(ctx.config), ctx)  # type: ignore[no-any-return]
+
+
+def declare_metrics(role: str) -> None:
+    """Create, at 0, every self-metric series the role's components can move."""
+    for c in in_role(role):
+        c.module().declare_metrics()

@@ -1,0 +1,34 @@
+"""The writer stage as the runtime builds it: inserts into ctx.store, spools under the data dir.
+
+Built by ferry.registry in the store process and run by runtime/runner.py; settings in config.py.
+"""
+
+from __future__ import annotations
+
+from ferry.registry import Context
+from ferry.schema.tables import TABLE_NAMES
+from ferry.stages.contract import Stage
+from ferry.stages.writer.config import WriterConfig
+from ferry.telemetry import metrics
+
+
+def build(cfg: WriterConfig, ctx: Context) -> Stage:
+    from ferry.stages.sink import Spool
+    from ferry.stages.writer.stage import WriterStage
+
+    assert ctx.store is not None, "the writer runs in the role that opens the store"
+    return WriterStage(cfg, ctx.store, Spool(ctx.data_dir / "spool"))  # type: ignore[return-value]
+
+
+def declare_metrics() -> None:
+    # The store's own upkeep (size cap, late index builds) runs beside the writer, the store
+    # role's one stage, so its series are declared with it.
+    metrics.dropped.labels("store", "size_limit")
+    for t in TABLE_NAMES:
+        metrics.written.labels(t)
+        metrics.deduplicated.labels(t)
+        metrics.spooled.labels(t)
+        metrics.unspooled.labels(t)
+        metrics.indexed_late.labels(t)
+    metrics.retried.labels("writer", "store_unavailable")
+    metrics.dropped.labels("writer", "quarantined")
