@@ -327,7 +327,7 @@ def _profile(pids: dict[str, int], seconds: int, outdir: Path) -> list[subproces
 
 # /metrics series whose reaching N marks a pipeline stage as done with the whole workload.
 _MILESTONES = {
-    "received by ingest": ("ferry_received_records_total", 'receiver="syslog"'),
+    "received by ingest": ("ferry_received_records_total", 'component="syslog"'),
     "parsed": ("ferry_stage_records_total", 'stage="parser"'),
     "written to store": ("ferry_written_rows_total", 'table="otel_logs"'),
 }

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from ferry.testing import FerryProcess
+
+# An unknown event reason or component is a bug to fail on here, not to count as `other`
+# (ferry/telemetry/events.py); every `ferry run` a test starts inherits it.
+os.environ.setdefault("FERRY_STRICT_EVENTS", "1")
 
 
 @pytest.fixture(scope="module")
@@ -17,3 +24,20 @@ def ferry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FerryProcess]:
     finally:
         rc = proc.stop()
         assert rc == 0, f"ferry did not stop cleanly (rc={rc}):\n{proc.output()[-3000:]}"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 GiB tmpfs (memory is used only for what is written), for the full-disk tests; needs root
+    to mount, as CI has."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1g", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -16,7 +16,7 @@ from nats.js.errors import APIError
 from ferry.bus import codec
 from ferry.bus.topics import TOPICS
 from ferry.errors import Backpressure, RetryableError, TooLarge
-from ferry.telemetry import metrics
+from ferry.telemetry import events, metrics
 
 # JetStream error codes meaning "this stream is full".
 _FULL_CODES = {10077, 10047, 10028}
@@ -108,6 +108,6 @@ async def _publish_one(js: JetStreamContext, topic: str, batch: codec.Batch, tim
             else:
                 metrics.published.labels(topic).inc()
             return
-        metrics.retried.labels("publish", "bus_unavailable").inc()
+        events.retried("publish", batch.signal, "bus_unavailable", detail=f"{topic}: {type(last).__name__}: {last}")
         await asyncio.sleep(0.2 * (attempt + 1))
     raise RetryableError(f"bus did not accept a batch for {topic}: {type(last).__name__}: {last}")

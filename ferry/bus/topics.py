@@ -56,6 +56,13 @@ COMMIT_OF: dict[str, str] = {
     METRICS: METRICS_COMMIT,
 }
 
+# The signal each topic carries (the label self-telemetry counts its batches under).
+SIGNAL_OF: dict[str, str] = {
+    LOGGING: "logs", SYSLOG: "logs", LOG_COMMIT: "logs",
+    TRACING: "traces", TRACE_COMMIT: "traces",
+    METRICS: "metrics", METRICS_COMMIT: "metrics",
+}
+
 
 def inputs_of(consumer: str) -> list[Topic]:
     return [t for t in TOPICS.values() if consumer in t.consumers]

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import IO
 
-from ferry.telemetry import metrics
+from ferry.telemetry import events, metrics
 
 _CHUNK = 64 * 1024
 # Distinct repeating messages remembered per process; beyond it the least recently seen is
@@ -139,6 +139,7 @@ def configure(label: str, repeat_interval_s: float) -> None:
         stream=sys.stderr,
     )
     repeats = RepeatFilter(repeat_interval_s)
+    events.configure(repeat_interval_s)  # event lines: one per (event, component, reason) per interval
     for handler in logging.getLogger().handlers:
         handler.addFilter(repeats)
     # uvicorn logs through a handler of its own (set up later, when a server is made), which the

@@ -20,10 +20,10 @@ from ferry.bus import Bus, codec
 from ferry.bus.client import IN_PROGRESS_EVERY_S, server_max_payload
 from ferry.bus.consume import Consumer, Message
 from ferry.bus.publish import publish
-from ferry.bus.topics import Topic, inputs_of
+from ferry.bus.topics import SIGNAL_OF, Topic, inputs_of
 from ferry.errors import ConfigError, RetryableError
 from ferry.stages.contract import Output, Result, Stage
-from ferry.telemetry import metrics
+from ferry.telemetry import events
 
 log = logging.getLogger("ferry.runner")
 
@@ -220,8 +220,8 @@ class StageRunner:
                 outputs = result
             await self._publish(outputs)
         except RetryableError as e:
-            metrics.retried.labels(self.stage.group, "unavailable").inc()
-            log.warning("%s: %s; will retry in %.1fs", self.stage.group, e, backoff)
+            events.retried(self.stage.group, SIGNAL_OF[topic.name], "unavailable",
+                           detail=f"{topic.name}: {e}; next in {backoff:.1f} s")
             await self._nak([m for m in good if m not in held], backoff)
             return min(backoff * 2, _MAX_BACKOFF_S)
         except Exception as e:
@@ -267,7 +267,7 @@ class StageRunner:
                 batches.append(codec.from_message(m.data, m.headers, m.num_delivered > 1, m.published.timestamp()))
                 good.append(m)
             except Exception as e:
-                self._quarantine(topic, m, f"undecodable batch: {e!r}")
+                self._quarantine(topic, m, "undecodable", f"undecodable batch: {e!r}")
         return batches, good
 
     async def _nak(self, msgs: list[Message], delay: float) -> None:
@@ -279,17 +279,17 @@ class StageRunner:
     async def _poison(self, topic: Topic, msgs: list[Message], err: Exception) -> None:
         for m in msgs:
             if m.num_delivered >= _MAX_POISON_DELIVERIES:
-                self._quarantine(topic, m, repr(err))
+                self._quarantine(topic, m, "failed", repr(err))
                 await self._ack([m])
             else:
                 self._held.discard(m)
                 await m.nak(1.0)
 
-    def _quarantine(self, topic: Topic, m: Message, why: str) -> None:
+    def _quarantine(self, topic: Topic, m: Message, reason: str, why: str) -> None:
         d = self.quarantine_dir / topic.name
         d.mkdir(parents=True, exist_ok=True)
         bid = m.batch_id
         (d / f"{bid}.arrows").write_bytes(m.data)
         (d / f"{bid}.why").write_text(why + "\n" + repr(m.headers) + "\n")
-        metrics.dropped.labels(self.stage.group, "quarantined").inc(m.rows)
-        log.error("%s: quarantined batch %s from %s (%d rows): %s", self.stage.group, bid, topic.name, m.rows, why)
+        events.quarantined(self.stage.group, SIGNAL_OF[topic.name], reason, m.rows,
+                           detail=f"batch {bid} from {topic.name}, in {d}: {why}")

@@ -19,7 +19,7 @@ import orjson
 
 from ferry.bus import codec
 from ferry.errors import RetryableError
-from ferry.telemetry import metrics
+from ferry.telemetry import events, metrics
 
 log = logging.getLogger("ferry.sink")
 
@@ -50,6 +50,7 @@ class Spool:
         metrics.spool_pending.inc(self.pending())
 
     def put(self, key: str, batch: codec.Batch) -> None:
+        """Park one batch for `key` on disk (counting it as pending; the caller tells the spooled event)."""
         d = self.root / key
         d.mkdir(parents=True, exist_ok=True)
         # The meta is the batch's bus headers, so a spooled batch reads back like a bus message.
@@ -70,7 +71,6 @@ class Spool:
             os.fsync(fd)
         finally:
             os.close(fd)
-        metrics.spooled.labels(key).inc()
         metrics.spool_pending.inc()
 
     def pending(self) -> int:
@@ -98,7 +98,8 @@ class Spool:
 
 
 class Sink:
-    """Retry, spool and resubmit around one `write`; `name` is the stage label of its retry counter."""
+    """Retry, spool and resubmit around one `write`; `name` is the component its events count under,
+    `reason` the retried reason of a failed write (events.py holds the allowed ones)."""
 
     def __init__(self, name: str, write: Write, spool: Spool, policy: SinkPolicy, reason: str = "unavailable") -> None:
         self.name = name
@@ -106,7 +107,7 @@ class Sink:
         self.spool = spool
         self.policy = policy
         self.reason = reason
-        metrics.retried.labels(name, reason)
+        events.declare("retried", name, reasons=(reason,))
 
     async def submit(self, key: str, batches: list[codec.Batch]) -> None:
         """Return once the batches are written or spooled: either way durable, so the input may be acked.
@@ -120,12 +121,14 @@ class Sink:
                 await self.write(key, batches)
                 return
             except RetryableError as e:
-                metrics.retried.labels(self.name, self.reason).inc()
+                # One retry of the whole write, counted under the signal of its first batch (a write
+                # goes to one table, so all are the same).
+                events.retried(self.name, batches[0].signal, self.reason,
+                               detail=f"writing to {key} failed (attempt {attempt}/{self.policy.retries}): {e}")
                 # A failed write may have landed in part: the batches now count as maybe seen before,
                 # so the destination's dedupe checks them in full.
                 for b in batches:
                     b.redelivered = True
-                log.warning("%s: writing to %s failed (attempt %d/%d): %s", self.name, key, attempt, self.policy.retries, e)
                 if attempt < self.policy.retries:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self.policy.backoff_max_s)
@@ -135,7 +138,7 @@ class Sink:
                 self.spool.put(key, b)
         except OSError as e:
             raise RetryableError(f"{self.name}: {key} refused {len(batches)} batches and the spool cannot take them: {e}") from e
-        log.error("%s: %s refused %d batches; spooled to %s", self.name, key, len(batches), self.spool.root)
+        events.spooled(self.name, key, len(batches), detail=f"{key} kept refusing; in {self.spool.root}")
 
     async def resubmit_forever(self, idle: Callable[[], bool]) -> None:
         """Retry spooled batches one at a time, every spool_retry_s, and only while `idle()` says the

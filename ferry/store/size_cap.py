@@ -3,7 +3,7 @@ are dropped, across all signals, until it is back under 90 % of the limit.
 
 Retention by age (TTL) says how long data is kept; this says how much disk it may take, so a
 single machine never fills its disk with telemetry (where receivers would then refuse everything
-new, host/disk.py). Every dropped row is counted: ferry_dropped_records_total{receiver="store",
+new, host/disk.py). Every dropped row is counted: ferry_dropped_records_total{component="store",
 reason="size_limit"}.
 """
 
@@ -14,11 +14,14 @@ from dataclasses import dataclass
 
 from ferry.host.disk import mib
 from ferry.host.periodic import repeat
+from ferry.schema.tables import CATALOGUE
 from ferry.store.protocol import Store
 from ferry.store.sql import literal
-from ferry.telemetry import metrics
+from ferry.telemetry import events
 
 log = logging.getLogger("ferry.store.size_cap")
+
+SIGNAL_OF_TABLE = {t.name: t.signal for t in CATALOGUE}
 
 # The exactly-once ledger is small and holds no telemetry: it counts toward the size, is never dropped.
 _KEEP = ("ferry_batches",)
@@ -71,10 +74,9 @@ def enforce(store: Store, max_bytes: int) -> int:
     dropped = 0
     for p in to_drop(parts, max_bytes):
         store.query_bytes(f"ALTER TABLE {p.table} DROP PARTITION ID {literal(p.partition_id)}", "TSV")
-        metrics.dropped.labels("store", "size_limit").inc(p.rows)
         dropped += p.rows
-        log.warning("store over store.max_bytes (%s): dropped %s partition %s (%d rows, %s)",
-                    mib(max_bytes), p.table, p.start, p.rows, mib(p.bytes))
+        events.dropped("store", SIGNAL_OF_TABLE.get(p.table, "logs"), "size_limit", p.rows,
+                       detail=f"over store.max_bytes ({mib(max_bytes)}): {p.table} partition {p.start}, {mib(p.bytes)}")
     left = sum(p.bytes for p in partitions(store)) if dropped else sum(p.bytes for p in parts)
     if left > max_bytes:
         log.error("store holds %s, over store.max_bytes (%s), in partitions still being written: "

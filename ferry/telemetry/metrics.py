@@ -4,7 +4,9 @@ Every role (receivers, parser workers, writer) runs in its own process; promethe
 multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by the supervisor) sums them into one page.
 The store's API serves that page; `ferry run --role ingest|parser` on a host without the store
 serves it itself (`app()`, on `metrics.port`).
-Reason labels take values from fixed sets so that cardinality stays bounded.
+Reason labels take values from fixed sets so that cardinality stays bounded. What happens to records
+and batches (received, refused, dropped, retried, spooled, …) is counted through telemetry/events.py,
+which holds those counters; this module keeps the rest.
 """
 
 from __future__ import annotations
@@ -26,35 +28,16 @@ from starlette.routing import Route
 # prometheus_client version; the API's /metrics sends the same type.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-received = Counter("ferry_received_records_total", "Records taken from clients.", ["signal", "receiver"])
-refused = Counter(
-    "ferry_refused_records_total",
-    "Records refused (client told), by reason: a bad record of a good request, or every record of a request "
-    "refused after it was decoded. A request refused before its records could be counted (backpressure is "
-    "checked before the body is read; a body over the limit, not decodable or not read in time) counts 1; "
-    "ferry_refused_requests_total counts every refused request once.",
-    ["signal", "receiver", "reason"],
-)
-refused_requests = Counter(
-    "ferry_refused_requests_total",
-    "OTLP requests answered with an error (refused whole), by reason; each counted once.",
-    ["signal", "receiver", "reason"],
-)
 refused_connections = Counter(
     "ferry_refused_connections_total",
     "Connections a receiver closed before a whole request arrived: read_timeout (too slow), too_many (over the cap).",
-    ["receiver", "reason"],
+    ["component", "reason"],
 )
 closed_connections = Counter(
     "ferry_closed_connections_total",
     "Open connections a receiver closed: idle (silent for idle_timeout_s), buffer_limit (held the most "
     "unterminated bytes when all together held too many). The line in progress is kept.",
-    ["receiver", "reason"],
-)
-dropped = Counter(
-    "ferry_dropped_records_total",
-    "Records lost with no client to tell (UDP): reason overload, truncated, decode.",
-    ["receiver", "reason"],
+    ["component", "reason"],
 )
 published = Counter("ferry_published_batches_total", "Batches made durable on a topic.", ["topic"])
 bus_duplicates = Counter("ferry_bus_duplicate_batches_total", "Publishes the bus dropped as duplicates.", ["topic"])
@@ -65,11 +48,6 @@ split_batches = Counter(
 )
 processed = Counter("ferry_stage_records_total", "Records a stage produced.", ["stage"])
 written = Counter("ferry_written_rows_total", "Rows inserted into the store.", ["table"])
-deduplicated = Counter(
-    "ferry_deduplicated_batches_total", "Redelivered batches skipped because the store already had them.", ["table"]
-)
-retried = Counter("ferry_retried_batches_total", "Retries of a failed operation.", ["stage", "reason"])
-spooled = Counter("ferry_spooled_batches_total", "Batches written to the on-disk spool after retries failed.", ["table"])
 unspooled = Counter("ferry_spool_resubmitted_batches_total", "Spooled batches later inserted.", ["table"])
 spool_pending = Gauge("ferry_spool_pending_batches", "Batches waiting in the spool.", multiprocess_mode="livesum")
 refusing = Gauge(
@@ -81,7 +59,7 @@ refusing = Gauge(
 open_connections = Gauge(
     "ferry_open_connections",
     "Connections a receiver holds open now (syslog_tcp: against receivers.syslog.max_connections per worker).",
-    ["receiver"],
+    ["component"],
     multiprocess_mode="livesum",
 )
 indexed_late = Counter(

@@ -22,10 +22,16 @@ from ferry.config.model import ROLE_METRICS_PORTS
 from ferry.host.procs import die_with_parent
 from ferry.host.sockets import host_port
 
+# Ports this process has handed out: a port is free until the ferry it was given to binds it, so
+# two calls for one config could otherwise return the same port (seen: grpc port == bus port).
+_given: set[int] = set()
+
 
 def free_port(udp_too: bool = False) -> int:
     for _ in range(200):
         port = random.randint(20000, 32000)
+        if port in _given:
+            continue
         kinds = [socket.SOCK_STREAM] + ([socket.SOCK_DGRAM] if udp_too else [])
         ok = True
         for kind in kinds:
@@ -35,6 +41,7 @@ def free_port(udp_too: bool = False) -> int:
                 except OSError:
                     ok = False
         if ok:
+            _given.add(port)
             return port
     raise RuntimeError("no free port found in 20000-32000")
 

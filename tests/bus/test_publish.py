@@ -12,13 +12,10 @@ import pyarrow as pa
 import pytest
 
 from ferry.bus import codec
-from ferry.bus.client import connect, declare
 from ferry.bus.publish import payload_limit, publish, split_to_fit
-from ferry.bus.server import NatsServer
 from ferry.bus.topics import LOGGING, TOPICS
-from ferry.config.model import BusConfig
 from ferry.errors import TooLarge
-from ferry.testing import free_port
+from ferry.testing.bus import private_bus
 
 
 def _batch(rows: int, row_bytes: int, batch_id: str = "big") -> codec.Batch:
@@ -53,29 +50,18 @@ def test_one_row_larger_than_a_message_is_too_large() -> None:
 
 
 async def _scenario(tmp: Path) -> None:
-    cfg = BusConfig(port=free_port(), monitor_port=free_port(), max_payload=1024 * 1024)
-    server = NatsServer(cfg, tmp)
-    server.start()
-    try:
-        nc = await connect(server.url, "test")
-        try:
-            js = nc.jetstream()
-            await declare(js, cfg)
-            assert payload_limit(js) < 1024 * 1024
-            big = _batch(300, 60_000)  # ~18 MB: 18 times what one message may carry
-            await publish(js, LOGGING, big)
-            info = await js.stream_info(TOPICS[LOGGING].stream)
-            assert info.state.messages >= 18
-            first = info.state.messages
-            await publish(js, LOGGING, big)  # a retry: every piece is a duplicate the bus drops
-            info = await js.stream_info(TOPICS[LOGGING].stream)
-            assert info.state.messages == first
-            with pytest.raises(TooLarge):
-                await publish(js, LOGGING, _batch(1, 3_000_000, "huge"))
-        finally:
-            await nc.close()
-    finally:
-        server.stop()
+    async with private_bus(tmp, max_payload=1024 * 1024) as (_, js):
+        assert payload_limit(js) < 1024 * 1024
+        big = _batch(300, 60_000)  # ~18 MB: 18 times what one message may carry
+        await publish(js, LOGGING, big)
+        info = await js.stream_info(TOPICS[LOGGING].stream)
+        assert info.state.messages >= 18
+        first = info.state.messages
+        await publish(js, LOGGING, big)  # a retry: every piece is a duplicate the bus drops
+        info = await js.stream_info(TOPICS[LOGGING].stream)
+        assert info.state.messages == first
+        with pytest.raises(TooLarge):
+            await publish(js, LOGGING, _batch(1, 3_000_000, "huge"))
 
 
 def test_a_batch_over_the_servers_max_payload_is_published_in_pieces_once(tmp_path: Path) -> None:

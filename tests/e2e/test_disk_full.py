@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -28,21 +27,6 @@ from ferry.testing.otlp import logs_request
 MiB = 1024**2
 PB = {"content-type": "application/x-protobuf"}
 
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 1 GiB tmpfs (memory is used only for what is written)."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small filesystem needs root")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1g", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def _free(path: Path) -> int:
@@ -131,7 +115,7 @@ def test_nearly_full_disk_refuses_with_429_then_takes_data_again(small_disk: Pat
             for i in range(200):
                 udp.sendto(f"<14>1 - h app - - - udp{tag} {wave} {i}".encode(), ("127.0.0.1", f.syslog_port))
             time.sleep(1)
-        f.wait_for(lambda: f.metric("ferry_dropped_records_total", receiver="syslog_udp", reason="disk_full") > 0, timeout=20)
+        f.wait_for(lambda: f.metric("ferry_dropped_records_total", component="syslog_udp", reason="disk_full") > 0, timeout=20)
 
         filler.unlink()  # space is back: ferry takes data again by itself
         after = [f"{tag} after-{i}" for i in range(100)]
@@ -208,7 +192,7 @@ def test_store_over_max_bytes_drops_its_oldest_hours_first(tmp_path: Path) -> No
         def settled() -> set[int] | None:
             # Drops come in rounds while the hours arrive: read until the store and the count agree.
             left = hours_left()
-            dropped = f.metric("ferry_dropped_records_total", receiver="store", reason="size_limit")
+            dropped = f.metric("ferry_dropped_records_total", component="store", reason="size_limit")
             seen.append((left, dropped))
             return left if len(left) < 6 and dropped == (6 - len(left)) * per_hour else None
 

@@ -80,7 +80,7 @@ def test_large_json_batch_is_stored_whole(ferry: FerryProcess) -> None:
     ]
     body = _json_logs(records)
     assert 12 * MiB < len(body) < 14 * MiB, len(body)
-    received0 = ferry.metric("ferry_received_records_total", signal="logs", receiver="otlp_http")
+    received0 = ferry.metric("ferry_received_records_total", signal="logs", component="otlp_http")
     split0 = ferry.metric("ferry_split_batches_total")
     r = httpx.post(f"{ferry.otlp_http}/v1/logs", content=body, headers={"content-type": "application/json"}, timeout=60)
     assert r.status_code == 200, r.text[:500]
@@ -88,7 +88,7 @@ def test_large_json_batch_is_stored_whole(ferry: FerryProcess) -> None:
     ferry.wait_for(lambda: _count(ferry, tag) >= 30_000, timeout=90, interval=1)
     time.sleep(1)
     assert _count(ferry, tag) == 30_000, "every record stored exactly once"
-    assert ferry.metric("ferry_received_records_total", signal="logs", receiver="otlp_http") - received0 == 30_000
+    assert ferry.metric("ferry_received_records_total", signal="logs", component="otlp_http") - received0 == 30_000
     assert ferry.metric("ferry_split_batches_total") > split0
 
 
@@ -99,23 +99,23 @@ def test_record_too_large_for_the_bus_is_413_counted_by_records(ferry: FerryProc
     bodies = [f"{tag} small-{i}" for i in range(9)] + [f"{tag} " + base64.b64encode(os.urandom(int(10.5 * MiB))).decode()]
     payload = logs_request(bodies)
     assert len(payload) < 16 * MiB
-    records0 = ferry.metric("ferry_refused_records_total", receiver="otlp_http", reason="too_large")
-    requests0 = ferry.metric("ferry_refused_requests_total", receiver="otlp_http", reason="too_large")
+    records0 = ferry.metric("ferry_refused_records_total", component="otlp_http", reason="too_large")
+    requests0 = ferry.metric("ferry_refused_requests_total", component="otlp_http", reason="too_large")
     r = httpx.post(f"{ferry.otlp_http}/v1/logs", content=payload, headers=PB, timeout=60)
     assert r.status_code == 413, r.text[:300]
-    assert ferry.metric("ferry_refused_records_total", receiver="otlp_http", reason="too_large") - records0 == 10
-    assert ferry.metric("ferry_refused_requests_total", receiver="otlp_http", reason="too_large") - requests0 == 1
+    assert ferry.metric("ferry_refused_records_total", component="otlp_http", reason="too_large") - records0 == 10
+    assert ferry.metric("ferry_refused_requests_total", component="otlp_http", reason="too_large") - requests0 == 1
     assert _count(ferry, tag) == 0, "nothing of a refused request is stored"
 
 
 def test_request_refused_before_decoding_counts_one_request(ferry: FerryProcess) -> None:
     """An undecodable body's records cannot be counted: it counts 1 request (and 1 record, a lower bound)."""
-    records0 = ferry.metric("ferry_refused_records_total", receiver="otlp_http", reason="malformed")
-    requests0 = ferry.metric("ferry_refused_requests_total", receiver="otlp_http", reason="malformed")
+    records0 = ferry.metric("ferry_refused_records_total", component="otlp_http", reason="malformed")
+    requests0 = ferry.metric("ferry_refused_requests_total", component="otlp_http", reason="malformed")
     r = httpx.post(f"{ferry.otlp_http}/v1/logs", content=b"\xff\xfenot protobuf", headers=PB, timeout=10)
     assert r.status_code == 400
-    assert ferry.metric("ferry_refused_requests_total", receiver="otlp_http", reason="malformed") - requests0 == 1
-    assert ferry.metric("ferry_refused_records_total", receiver="otlp_http", reason="malformed") - records0 == 1
+    assert ferry.metric("ferry_refused_requests_total", component="otlp_http", reason="malformed") - requests0 == 1
+    assert ferry.metric("ferry_refused_records_total", component="otlp_http", reason="malformed") - records0 == 1
 
 
 # ---- 2. connections are bounded ----
@@ -151,7 +151,7 @@ def _wait_closed(socks: list[socket.socket], timeout: float) -> int:
 def test_half_sent_requests_neither_block_others_nor_stay_open(ferry: FerryProcess) -> None:
     """300 sockets that sent half a header (and 20 that sent half a body) do not keep a normal client
     from 200 at once; each is closed after read_timeout_s and counted."""
-    timeouts0 = ferry.metric("ferry_refused_connections_total", receiver="otlp_http", reason="read_timeout")
+    timeouts0 = ferry.metric("ferry_refused_connections_total", component="otlp_http", reason="read_timeout")
     half_header = _half_requests(ferry, 300, b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Ty")
     head = b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 1000\r\n\r\n"
     half_body = _half_requests(ferry, 20, head + b"\x0a" * 10)
@@ -168,7 +168,7 @@ def test_half_sent_requests_neither_block_others_nor_stay_open(ferry: FerryProce
             s.close()
     assert closed == 320, f"only {closed} of 320 stalled sockets were closed"
     got = ferry.wait_for(
-        lambda: (n := ferry.metric("ferry_refused_connections_total", receiver="otlp_http", reason="read_timeout")
+        lambda: (n := ferry.metric("ferry_refused_connections_total", component="otlp_http", reason="read_timeout")
                  - timeouts0) >= 320 and n,
         timeout=10,
     )
@@ -224,7 +224,7 @@ def test_grpc_connections_and_calls_that_send_nothing_are_cut(ferry: FerryProces
     request never comes do not stop a real client; each is closed in time, the calls answered
     DEADLINE_EXCEEDED and counted as read_timeout."""
     host, port = _grpc_addr(ferry)
-    timeouts0 = ferry.metric("ferry_refused_requests_total", receiver="otlp_grpc", reason="read_timeout")
+    timeouts0 = ferry.metric("ferry_refused_requests_total", component="otlp_grpc", reason="read_timeout")
     silent = [socket.create_connection((host, port), timeout=5) for _ in range(50)]
     idle = [socket.create_connection((host, port), timeout=5) for _ in range(20)]
     stalled = [socket.create_connection((host, port), timeout=5) for _ in range(20)]
@@ -245,7 +245,7 @@ def test_grpc_connections_and_calls_that_send_nothing_are_cut(ferry: FerryProces
     finally:
         for s in silent + idle + stalled:
             s.close()
-    assert ferry.metric("ferry_refused_requests_total", receiver="otlp_grpc", reason="read_timeout") - timeouts0 == 20
+    assert ferry.metric("ferry_refused_requests_total", component="otlp_grpc", reason="read_timeout") - timeouts0 == 20
     _export(ferry, [f"{tag} b"])
     ferry.wait_for(lambda: _count(ferry, tag) == 2)
 
@@ -256,12 +256,12 @@ def test_grpc_connections_and_calls_that_send_nothing_are_cut(ferry: FerryProces
 def test_grpc_message_over_its_own_limit_is_counted(ferry: FerryProcess) -> None:
     """receivers.otlp.grpc.max_request_bytes (4 MiB here, HTTP keeps 16 MiB) refuses a 5 MiB Export
     with RESOURCE_EXHAUSTED, counted as too_large like an HTTP 413."""
-    requests0 = ferry.metric("ferry_refused_requests_total", receiver="otlp_grpc", reason="too_large")
+    requests0 = ferry.metric("ferry_refused_requests_total", component="otlp_grpc", reason="too_large")
     with pytest.raises(grpc.RpcError) as ei:
         _export(ferry, ["y" * (5 * MiB)])
     assert ei.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     ferry.wait_for(
-        lambda: ferry.metric("ferry_refused_requests_total", receiver="otlp_grpc", reason="too_large") - requests0 == 1,
+        lambda: ferry.metric("ferry_refused_requests_total", component="otlp_grpc", reason="too_large") - requests0 == 1,
         timeout=10,
     )
     r = httpx.post(f"{ferry.otlp_http}/v1/logs", content=logs_request(["y" * (5 * MiB)]), headers=PB, timeout=30)
@@ -273,12 +273,12 @@ def test_gzip_with_trailing_junk_is_400_but_several_members_are_fine(ferry: Ferr
     tag = f"gz{uuid.uuid4().hex[:8]}"
     good = gzip.compress(logs_request([f"{tag} a"]))
     headers = {**PB, "content-encoding": "gzip"}
-    requests0 = ferry.metric("ferry_refused_requests_total", receiver="otlp_http", reason="malformed")
+    requests0 = ferry.metric("ferry_refused_requests_total", component="otlp_http", reason="malformed")
     r = httpx.post(f"{ferry.otlp_http}/v1/logs", content=good + b"JUNK" * 10, headers=headers, timeout=10)
     assert r.status_code == 400 and "trailing" in Status.FromString(r.content).message
     r = httpx.post(f"{ferry.otlp_http}/v1/logs", content=good[:-6], headers=headers, timeout=10)
     assert r.status_code == 400 and "truncated" in Status.FromString(r.content).message
-    assert ferry.metric("ferry_refused_requests_total", receiver="otlp_http", reason="malformed") - requests0 == 2
+    assert ferry.metric("ferry_refused_requests_total", component="otlp_http", reason="malformed") - requests0 == 2
     # Two members: protobuf messages concatenate, so the body is one request of both records.
     two = gzip.compress(logs_request([f"{tag} b"])) + gzip.compress(logs_request([f"{tag} c"]))
     r = httpx.post(f"{ferry.otlp_http}/v1/logs", content=two, headers=headers, timeout=10)
@@ -302,13 +302,13 @@ def test_a_bad_value_rejects_its_record_only(ferry: FerryProcess) -> None:
     recs = req.resource_logs[0].scope_logs[0].log_records
     recs[2].body.CopyFrom(_deep(40))
     recs[2].attributes.append(KeyValue(key="tag", value=AnyValue(string_value=tag)))
-    rejected0 = ferry.metric("ferry_refused_records_total", receiver="otlp_http", reason="invalid_value")
+    rejected0 = ferry.metric("ferry_refused_records_total", component="otlp_http", reason="invalid_value")
     r = httpx.post(f"{ferry.otlp_http}/v1/logs", content=req.SerializeToString(), headers=PB, timeout=10)
     assert r.status_code == 200, r.text
     resp = ExportLogsServiceResponse.FromString(r.content)
     assert resp.partial_success.rejected_log_records == 1
     assert "invalid_value" in resp.partial_success.error_message
-    assert ferry.metric("ferry_refused_records_total", receiver="otlp_http", reason="invalid_value") - rejected0 == 1
+    assert ferry.metric("ferry_refused_records_total", component="otlp_http", reason="invalid_value") - rejected0 == 1
     ferry.wait_for(lambda: _count(ferry, tag) == 2)
 
     # Invalid UTF-8 where protobuf's own parser would refuse the whole message: a string field of

@@ -148,7 +148,7 @@ def test_otlp_json_lands_and_partial_success_names_rejects(ferry: FerryProcess) 
     rows = ferry.wait_for(lambda: ferry.search(run))
     assert [x["body"] for x in rows] == [f"json good {run}"]
     assert rows[0]["trace_id"] == tid and rows[0]["level"] == "ERROR" and rows[0]["attributes"]["n"] == "5"
-    assert ferry.metric("ferry_refused_records_total", signal="logs", receiver="otlp_http") >= 1
+    assert ferry.metric("ferry_refused_records_total", signal="logs", component="otlp_http") >= 1
 
 
 def test_malformed_and_oversized_requests_are_refused_clearly(ferry: FerryProcess) -> None:

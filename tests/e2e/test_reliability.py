@@ -138,7 +138,7 @@ def test_store_failure_retries_spools_and_recovers_once(tmp_path: Path) -> None:
             assert r.status_code == 200, "the bus is healthy, so clients are still acknowledged"
             acked += bodies
         f.wait_for(lambda: f.metric("ferry_spooled_batches_total") >= 1, timeout=30)
-        assert f.metric("ferry_retried_batches_total", stage="writer", reason="store_unavailable") >= 1
+        assert f.metric("ferry_retried_batches_total", component="writer", reason="store_unavailable") >= 1
         assert list((f.data_dir / "spool").glob("*/*.spool")), "spooled batches are on disk"
         assert not stored_bodies(f, tag), "nothing was stored while the store failed"
         faults.write_text("")  # the store recovers
@@ -204,7 +204,7 @@ def test_overload_backpressure_429_grpc_tcp_udp(tmp_path: Path) -> None:
             for i in range(200):
                 udp.sendto(f"<14>1 - h app - - - udp{tag} {wave} {i}".encode(), ("127.0.0.1", f.syslog_port))
             time.sleep(1)
-        f.wait_for(lambda: f.metric("ferry_dropped_records_total", receiver="syslog_udp", reason="overload") > 0, timeout=20)
+        f.wait_for(lambda: f.metric("ferry_dropped_records_total", component="syslog_udp", reason="overload") > 0, timeout=20)
 
         # TCP: ferry stops reading, so a sender eventually blocks instead of ferry buffering without end.
         ingest_pid = int((f.data_dir / "run" / "ingest-0.ready").read_text())

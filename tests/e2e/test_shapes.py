@@ -115,7 +115,7 @@ def test_roles_run_as_separate_processes_over_a_shared_bus(tmp_path: Path) -> No
         def scrape(role: str) -> str:
             return httpx.get(f"http://127.0.0.1:{metrics_port[role]}/metrics", timeout=10).text
 
-        received = 'ferry_received_records_total{receiver="otlp_http",signal="logs"}'
+        received = 'ferry_received_records_total{component="otlp_http",signal="logs"}'
         assert f.wait_for(lambda: _sample(scrape("ingest"), received) > 0)
         assert f.wait_for(lambda: _sample(scrape("parser"), 'ferry_stage_records_total{stage="parser"}') > 0)
         for role in metrics_port:
@@ -167,9 +167,9 @@ def test_metrics_page_names_every_outcome(ferry: FerryProcess) -> None:
     ferry.wait_for(lambda: ferry.search(tag))
     text = ferry.wait_for(lambda: (t := ferry.metrics_text()) and "ferry_consumer_lag_batches" in t and t)
     for name in (
-        'ferry_received_records_total{receiver="otlp_http",signal="logs"}',
+        'ferry_received_records_total{component="otlp_http",signal="logs"}',
         'ferry_written_rows_total{table="otel_logs"}',
-        'ferry_refused_records_total{reason="malformed",receiver="otlp_http",signal="logs"}',
+        'ferry_refused_records_total{component="otlp_http",reason="malformed",signal="logs"}',
         'ferry_consumer_lag_batches{group="writer",topic="log_commit"}',
         'ferry_store_insert_seconds_bucket{le="0.1",table="otel_logs"}',
         "ferry_spool_pending_batches",

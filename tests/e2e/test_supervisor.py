@@ -102,7 +102,7 @@ def test_a_flood_of_refused_connections_is_logged_once_an_interval(ferry: FerryP
     before = f.metric("ferry_log_messages_suppressed_total", level="warning")
     held = [socket.create_connection(("127.0.0.1", f.syslog_port)) for _ in range(2)]
     try:
-        f.wait_for(lambda: f.metric("ferry_open_connections", receiver="syslog_tcp") == 2)
+        f.wait_for(lambda: f.metric("ferry_open_connections", component="syslog_tcp") == 2)
         made, end = 0, time.monotonic() + 2.0
         while time.monotonic() < end:
             with socket.create_connection(("127.0.0.1", f.syslog_port), timeout=2) as s:
@@ -219,21 +219,6 @@ def test_topics_shrink_when_restarted_with_a_smaller_limit(tmp_path: Path) -> No
     finally:
         assert f.stop() == 0
 
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 1 GiB tmpfs (memory is used only for what is written); needs root to mount."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small filesystem needs root")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1g", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_topics_shrink_when_the_disk_has_less_room_than_at_first_start(small_disk: Path) -> None:

@@ -80,7 +80,7 @@ def closed_by_peer(s: socket.socket, timeout: float = 10.0) -> bool:
 
 
 def dropped(f: FerryProcess, receiver: str, reason: str) -> float:
-    return f.metric("ferry_dropped_records_total", receiver=receiver, reason=reason)
+    return f.metric("ferry_dropped_records_total", component=receiver, reason=reason)
 
 
 def test_huge_high_entropy_lines_are_stored_and_do_not_wedge_other_senders(ferry: FerryProcess) -> None:
@@ -88,7 +88,7 @@ def test_huge_high_entropy_lines_are_stored_and_do_not_wedge_other_senders(ferry
     whole, a longer line is truncated and counted, and a line sent afterwards on another connection
     is stored promptly: the batch is cut to the bus's max payload instead of failing for ever."""
     tag = uuid.uuid4().hex[:12]
-    received0 = ferry.metric("ferry_received_records_total", receiver="syslog")
+    received0 = ferry.metric("ferry_received_records_total", component="syslog")
     truncated0 = dropped(ferry, "syslog", "truncated")
     blobs = [base64.b64encode(os.urandom(45_000)).decode() for _ in range(300)]  # 60,000 chars each
     lines = [f"<14>1 - big-host app - - - {tag} n{i} {blob}\n" for i, blob in enumerate(blobs)]
@@ -108,7 +108,7 @@ def test_huge_high_entropy_lines_are_stored_and_do_not_wedge_other_senders(ferry
     assert len(too_long.encode()) > 64 * 1024
     assert len(("<14>1 - big-host app - - - " + bodies["toolong"]).encode()) == 64 * 1024
     assert dropped(ferry, "syslog", "truncated") - truncated0 == 1
-    assert ferry.metric("ferry_received_records_total", receiver="syslog") - received0 >= 302
+    assert ferry.metric("ferry_received_records_total", component="syslog") - received0 >= 302
     assert ferry.metric("ferry_split_batches_total", topic="syslog") >= 1
     assert dropped(ferry, "syslog", "internal") == 0
 
@@ -118,15 +118,19 @@ def test_a_failing_publish_path_is_counted_and_does_not_wedge(ferry: FerryProces
     lines are retried a few times, then dropped and counted (retried and dropped, reason internal);
     once it works again the next line is stored at once."""
     tag = uuid.uuid4().hex[:12]
-    retried0 = ferry.metric("ferry_retried_batches_total", stage="syslog", reason="internal")
+    retried0 = ferry.metric("ferry_retried_batches_total", component="syslog", reason="internal")
     internal0 = dropped(ferry, "syslog", "internal")
     faults.write_text("syslog_publish")
     try:
         send_tcp(ferry, f"<14>1 - h app - - - {tag} lost to a bug\n<14>1 - h app - - - {tag} this one too\n".encode())
         ferry.wait_for(lambda: dropped(ferry, "syslog", "internal") - internal0 == 2, timeout=30)
-        assert ferry.metric("ferry_retried_batches_total", stage="syslog", reason="internal") - retried0 >= 2
+        assert ferry.metric("ferry_retried_batches_total", component="syslog", reason="internal") - retried0 >= 2
     finally:
         faults.unlink()
+    # The drop is told in the ingest log as the event line (first of its kind in this ferry: at once).
+    ingest_logs = lambda: "".join(p.read_text(errors="replace") for p in (ferry.data_dir / "run").glob("ingest-*.log"))  # noqa: E731
+    ferry.wait_for(lambda: "logs records at syslog: internal (3 failed attempts to publish: RuntimeError:"
+                   in ingest_logs(), timeout=10)
     after = uuid.uuid4().hex[:12]
     send_tcp(ferry, f"<14>1 - h app - - - {after} stored after the fault\n".encode())
     ferry.wait_for(lambda: count(ferry, after) == 1, timeout=20)
@@ -138,7 +142,7 @@ def test_connections_over_the_cap_are_closed_and_otlp_still_answers(ferry: Ferry
     once and counted; OTLP/HTTP on the same ferry answers meanwhile, the admitted connections still
     deliver, and once some close new ones are admitted again."""
     tag = uuid.uuid4().hex[:12]
-    refused0 = ferry.metric("ferry_refused_connections_total", receiver="syslog_tcp", reason="too_many")
+    refused0 = ferry.metric("ferry_refused_connections_total", component="syslog_tcp", reason="too_many")
     held: list[socket.socket] = []
     extra: list[socket.socket] = []
     try:
@@ -152,7 +156,7 @@ def test_connections_over_the_cap_are_closed_and_otlp_still_answers(ferry: Ferry
             extra.append(socket.create_connection(("127.0.0.1", ferry.syslog_port), timeout=10))
         assert all(closed_by_peer(s) for s in extra)
         ferry.wait_for(
-            lambda: ferry.metric("ferry_refused_connections_total", receiver="syslog_tcp", reason="too_many")
+            lambda: ferry.metric("ferry_refused_connections_total", component="syslog_tcp", reason="too_many")
             - refused0 == 50,
             timeout=20,
         )
@@ -175,7 +179,7 @@ def test_connections_over_the_cap_are_closed_and_otlp_still_answers(ferry: Ferry
 
 
 def open_conns(f: FerryProcess) -> float:
-    return f.metric("ferry_open_connections", receiver="syslog_tcp")
+    return f.metric("ferry_open_connections", component="syslog_tcp")
 
 
 def test_unterminated_lines_over_the_memory_cap_close_the_biggest_holders(ferry: FerryProcess) -> None:
@@ -183,7 +187,7 @@ def test_unterminated_lines_over_the_memory_cap_close_the_biggest_holders(ferry:
     8 MiB): ferry closes the connections holding the most until they hold under the cap, counts
     them, keeps their partial lines, and a normal sender is still served."""
     tag = uuid.uuid4().hex[:12]
-    closed0 = ferry.metric("ferry_closed_connections_total", receiver="syslog_tcp", reason="buffer_limit")
+    closed0 = ferry.metric("ferry_closed_connections_total", component="syslog_tcp", reason="buffer_limit")
     conns: list[socket.socket] = []
     try:
         for i in range(150):
@@ -191,13 +195,13 @@ def test_unterminated_lines_over_the_memory_cap_close_the_biggest_holders(ferry:
             s.sendall(f"<14>1 - host-{i} app - - - {tag} ".encode() + b"y" * 60_000)
             conns.append(s)
         ferry.wait_for(
-            lambda: ferry.metric("ferry_closed_connections_total", receiver="syslog_tcp", reason="buffer_limit")
+            lambda: ferry.metric("ferry_closed_connections_total", component="syslog_tcp", reason="buffer_limit")
             - closed0 >= 1,
             timeout=20,
         )
         time.sleep(0.5)  # for the FINs to arrive
         closed = sum(closed_now(s) for s in conns)
-        n = ferry.metric("ferry_closed_connections_total", receiver="syslog_tcp", reason="buffer_limit") - closed0
+        n = ferry.metric("ferry_closed_connections_total", component="syslog_tcp", reason="buffer_limit") - closed0
         assert closed == n
         # Down to 90 % of the cap: what is still held fits under it.
         assert (150 - n) * 60_000 <= MAX_BUFFERED
@@ -270,7 +274,7 @@ def test_idle_connections_are_closed_and_their_line_kept(tmp_path: Path) -> None
             t0 = time.monotonic()
             assert closed_by_peer(idle, timeout=15)
             assert time.monotonic() - t0 >= 1.0
-            assert f.metric("ferry_closed_connections_total", receiver="syslog_tcp", reason="idle") == 1
+            assert f.metric("ferry_closed_connections_total", component="syslog_tcp", reason="idle") == 1
             assert open_conns(f) == 1  # the busy one
             f.wait_for(lambda: count(f, "unterminated") == 1, timeout=20)
         finally:

@@ -5,23 +5,20 @@ reaches the stage once the topic is drained, without waiting out max_wait_s."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
+from prometheus_client import REGISTRY
 
-from ferry.bus import Bus, codec
-from ferry.bus.client import connect, declare
+from ferry.bus import codec
 from ferry.bus.publish import publish
-from ferry.bus.server import NatsServer
 from ferry.bus.topics import LOGGING, PARSER, TOPICS
-from ferry.config.model import BusConfig
 from ferry.runtime.runner import StageRunner
 from ferry.stages.contract import FetchPolicy, Output
-from ferry.testing import free_port
+from ferry.testing.bus import private_bus
 
 ROWS = 2_000
 BATCHES = 48  # x ~2.6 MB each: more than the 64 MB a nats-server lets a client leave unread
@@ -49,25 +46,8 @@ def _batch(i: int) -> codec.Batch:
     return codec.Batch(pa.table({"Body": body}), "logs", "otel_logs", "test", batch_id=f"b{i}")
 
 
-@contextlib.asynccontextmanager
-async def _bus(tmp: Path) -> AsyncIterator[Bus]:
-    """A private nats-server with ferry's topics declared, and a JetStream client on it."""
-    cfg = BusConfig(port=free_port(), monitor_port=free_port(), max_payload=8 * 1024**2)
-    server = NatsServer(cfg, tmp)
-    server.start()
-    try:
-        nc = await connect(server.url, "test")
-        await declare(nc.jetstream(), cfg)
-        try:
-            yield nc.jetstream()
-        finally:
-            await nc.close()
-    finally:
-        server.stop()
-
-
 async def _scenario(tmp: Path) -> tuple[Recorder, float]:
-    async with _bus(tmp) as js:
+    async with private_bus(tmp) as (_, js):
         for i in range(BATCHES):
             await publish(js, LOGGING, _batch(i))
         stage = Recorder()
@@ -111,7 +91,7 @@ class Patient(Recorder):
 
 
 async def _burst(tmp: Path, stage: Patient) -> tuple[Patient, float, float]:
-    async with _bus(tmp) as js:
+    async with private_bus(tmp) as (_, js):
         runner = StageRunner(stage, js, tmp)
         await runner.start()
         await asyncio.sleep(0.5)
@@ -145,7 +125,7 @@ def test_a_trickle_is_still_gathered_for_max_wait_s(tmp_path: Path) -> None:
 async def _burst_with_a_remainder(tmp: Path, stage: Patient) -> float:
     """A burst's full-size part (30 rows, drained_min_rows is 25), then its 10-row remainder:
     seconds from the remainder's publish until the stage has it."""
-    async with _bus(tmp) as js:
+    async with private_bus(tmp) as (_, js):
         runner = StageRunner(stage, js, tmp)
         await runner.start()
         await asyncio.sleep(0.5)
@@ -171,7 +151,7 @@ def test_the_small_remainder_of_a_burst_goes_out_once_the_topic_is_drained(tmp_p
 
 
 async def _with_a_malformed_message(tmp: Path) -> Recorder:
-    async with _bus(tmp) as js:
+    async with private_bus(tmp) as (_, js):
         good = [codec.Batch(pa.table({"Body": ["x"] * 5}), "logs", "otel_logs", "t", batch_id=f"g{i}") for i in range(2)]
         await publish(js, LOGGING, good[0])
         headers = {**good[0].headers(), "Nats-Msg-Id": "bad", "Ferry-Rows": "5"}
@@ -188,8 +168,13 @@ async def _with_a_malformed_message(tmp: Path) -> Recorder:
         return stage
 
 
-def test_a_malformed_message_is_quarantined_and_the_rest_flow(tmp_path: Path) -> None:
+def test_a_malformed_message_is_quarantined_and_the_rest_flow(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    labels = {"component": "parser", "signal": "logs", "reason": "undecodable"}
+    before = REGISTRY.get_sample_value("ferry_quarantined_records_total", labels) or 0.0
     stage = asyncio.run(_with_a_malformed_message(tmp_path))
+    assert REGISTRY.get_sample_value("ferry_quarantined_records_total", labels) - before == 5
+    assert any(r.getMessage().startswith("quarantined 5 logs records at parser: undecodable (batch bad from logging")
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
     assert sorted(b.batch_id for call in stage.calls for b in call) == ["g0", "g1"]
     kept = tmp_path / "quarantine" / LOGGING
     assert (kept / "bad.arrows").read_bytes().endswith(b"not arrow at all")

@@ -5,47 +5,26 @@ to another bus (an exporter to another region), acknowledging input only once th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 
 from ferry.bus import Bus, codec
-from ferry.bus.client import ACK_WAIT_S, connect, declare
+from ferry.bus.client import ACK_WAIT_S
 from ferry.bus.publish import publish
-from ferry.bus.server import NatsServer
 from ferry.bus.topics import LOG_COMMIT, LOGGING, PARSER, TOPICS
-from ferry.config.model import BusConfig
 from ferry.runtime.runner import StageRunner
 from ferry.stages.contract import FetchPolicy, Output, Result, StageContext
-from ferry.testing import free_port
+from ferry.testing.bus import private_bus
 
 HOLD_S = 12.0  # more than twice the bus's ack_wait
 assert HOLD_S > 2 * ACK_WAIT_S
-
-
-@contextlib.asynccontextmanager
-async def _bus(tmp: Path) -> AsyncIterator[tuple[NatsServer, Bus]]:
-    """A private nats-server (generated credentials) with ferry's topics, and a client on it."""
-    cfg = BusConfig(port=free_port(), monitor_port=free_port(), max_payload=8 * 1024**2)
-    tmp.mkdir(parents=True, exist_ok=True)
-    server = NatsServer(cfg, tmp)
-    server.start()
-    try:
-        nc = await connect(server.url, "test")
-        await declare(nc.jetstream(), cfg)
-        try:
-            yield server, nc.jetstream()
-        finally:
-            await nc.close()
-    finally:
-        server.stop()
 
 
 def _batch(bid: str) -> codec.Batch:
@@ -95,7 +74,7 @@ class Holder:
 
 
 async def _hold_then_release(tmp: Path) -> None:
-    async with _bus(tmp) as (_, js):
+    async with private_bus(tmp) as (_, js):
         for i in range(3):
             await publish(js, LOGGING, _batch(f"h{i}"))
         stage = Holder()
@@ -148,7 +127,7 @@ asyncio.run(main())
 
 
 async def _held_by_a_killed_runner(tmp: Path) -> None:
-    async with _bus(tmp / "bus") as (server, js):
+    async with private_bus(tmp / "bus") as (server, js):
         for i in range(2):
             await publish(js, LOGGING, _batch(f"k{i}"))
         doomed = subprocess.Popen(
@@ -206,7 +185,7 @@ async def _stored_ids(js: Bus, topic: str) -> list[str]:
 
 
 async def _to_another_bus(tmp: Path) -> None:
-    async with _bus(tmp / "a") as (_, bus_a), _bus(tmp / "b") as (server_b, bus_b):
+    async with private_bus(tmp / "a") as (_, bus_a), private_bus(tmp / "b") as (server_b, bus_b):
         runner = StageRunner(Exporter(), bus_a, tmp, buses={"b": bus_b})
         await runner.start()
         try:

@@ -41,14 +41,14 @@ def _batch(bid: str) -> codec.Batch:
 async def _scenario(tmp: Path) -> tuple[Peer, Sink]:
     peer = Peer()
     policy = SinkPolicy(retries=6, backoff_s=0.05, backoff_max_s=0.1, spool_retry_s=0.05)
-    sink = Sink("sinktest", peer.write, Spool(tmp / "spool"), policy, reason="peer_unavailable")
-    retried0 = _count("ferry_retried_batches_total", stage="sinktest", reason="peer_unavailable")
+    sink = Sink("exporter", peer.write, Spool(tmp / "spool"), policy, reason="peer_unavailable")
+    retried0 = _count("ferry_retried_batches_total", component="exporter", signal="logs", reason="peer_unavailable")
     await sink.submit("peer_a", [_batch("s0"), _batch("s1")])
     gaps = [b - a for a, b in zip(peer.attempts, peer.attempts[1:], strict=False)]
     # Uncapped, the 5th gap would be 0.05 * 2**4 = 0.8 s.
     assert len(gaps) == 5 and max(gaps) < 0.3, gaps
-    assert _count("ferry_retried_batches_total", stage="sinktest", reason="peer_unavailable") - retried0 == 6
-    assert _count("ferry_spooled_batches_total", table="peer_a") == 2
+    assert _count("ferry_retried_batches_total", component="exporter", signal="logs", reason="peer_unavailable") - retried0 == 6
+    assert _count("ferry_spooled_batches_total", component="exporter", table="peer_a") == 2
     assert sink.spool.pending() == 2
 
     peer.down = False

@@ -12,7 +12,7 @@ from ferry.bus import Bus, codec
 from ferry.bus.publish import publish
 from ferry.bus.topics import LOGGING, METRICS, TRACING
 from ferry.receivers.otlp.decode import Decoded
-from ferry.telemetry import metrics
+from ferry.telemetry import events
 
 TOPIC_OF = {"logs": LOGGING, "traces": TRACING, "metrics": METRICS}
 
@@ -40,18 +40,17 @@ async def publish_decoded(
         if t.num_rows
     ]
     await asyncio.gather(*(publish(js, TOPIC_OF[signal], b) for b in batches))
-    metrics.received.labels(signal, receiver).inc(decoded.accepted)
+    events.received(receiver, signal, decoded.accepted)
     for reason, n in decoded.reasons.items():
-        metrics.refused.labels(signal, receiver, reason).inc(n)
+        events.refused(receiver, signal, reason, n)
 
 
-def refuse_all(signal: str, receiver: str, reason: str, decoded: Decoded | None) -> None:
+def refuse_all(signal: str, receiver: str, reason: str, decoded: Decoded | None, detail: str | None = None) -> None:
     """Count a request refused whole: once as a request, and as its records when it was decoded.
 
     Records are known only once the body is decoded; a request refused before that (backpressure
     is checked before the body is even read, so refusing stays cheap; a body over the limit or not
     decodable) counts 1 record, a lower bound, and always 1 request.
     """
-    metrics.refused_requests.labels(signal, receiver, reason).inc()
     records = decoded.accepted + decoded.rejected if decoded is not None else 1
-    metrics.refused.labels(signal, receiver, reason).inc(records)
+    events.refused(receiver, signal, reason, records, detail=detail, request=True)

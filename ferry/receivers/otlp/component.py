@@ -11,7 +11,7 @@ from typing import Any
 
 from ferry.receivers.otlp.config import OtlpConfig
 from ferry.registry import Context, Listener
-from ferry.telemetry import metrics
+from ferry.telemetry import events, metrics
 
 
 class OtlpReceiver:
@@ -63,22 +63,15 @@ def build(cfg: OtlpConfig, ctx: Context) -> OtlpReceiver:
     return OtlpReceiver(cfg, ctx)
 
 
-_SIGNALS = ("logs", "traces", "metrics")
-
-
 def declare_metrics() -> None:
-    for s in _SIGNALS:
-        for r in ("otlp_http", "otlp_grpc"):
-            metrics.received.labels(s, r)
-            for reason in ("malformed", "too_large", "backpressure", "disk_full", "unavailable", "internal",
-                           "invalid_trace_id", "invalid_span_id", "invalid_value", "read_timeout"):
-                metrics.refused.labels(s, r, reason)
-            for reason in ("malformed", "too_large", "backpressure", "disk_full", "unavailable", "internal",
-                           "read_timeout"):
-                metrics.refused_requests.labels(s, r, reason)
+    for r in ("otlp_http", "otlp_grpc"):
+        events.declare("received", r)
+        # A bad record (invalid_*) is refused alone, never a whole request.
+        events.declare("refused", r, requests=("malformed", "too_large", "backpressure", "disk_full", "unavailable",
+                                               "internal", "read_timeout"))
     metrics.refused_connections.labels("otlp_http", "read_timeout")
     metrics.refused_connections.labels("otlp_http", "too_many")
     # Moved by what every receiver shares: the backpressure monitor and bus/publish.py.
     metrics.refusing.labels("disk_full").set(0)
     metrics.refusing.labels("backpressure").set(0)
-    metrics.retried.labels("publish", "bus_unavailable")
+    events.declare("retried", "publish", reasons=("bus_unavailable",))

@@ -9,7 +9,7 @@ from typing import Any
 
 from ferry.receivers.syslog.config import SyslogConfig
 from ferry.registry import Context, Listener
-from ferry.telemetry import metrics
+from ferry.telemetry import events, metrics
 
 
 class SyslogReceiver:
@@ -42,22 +42,18 @@ def build(cfg: SyslogConfig, ctx: Context) -> SyslogReceiver:
 
 
 def declare_metrics() -> None:
-    metrics.received.labels("logs", "syslog")
-    metrics.dropped.labels("syslog_udp", "overload")
-    metrics.dropped.labels("syslog_udp", "disk_full")
-    metrics.dropped.labels("syslog", "truncated")
-    metrics.retried.labels("syslog", "backpressure")
-    # Syslog hardening: refused/closed connections, kernel-dropped datagrams, lines lost to a bug
-    # (internal), to a bus that refuses one line (too_large) or to a bus still down at shutdown.
+    events.declare("received", "syslog", ("logs",))
+    events.declare("dropped", "syslog_udp", ("logs",), ("overload", "disk_full", "udp_overflow"))
+    # Lines cut at max_message_bytes, lost to a bug (internal), to a bus that refuses one line
+    # (too_large) or to a bus still down at shutdown.
+    events.declare("dropped", "syslog", ("logs",), ("truncated", "internal", "too_large", "shutdown"))
+    events.declare("retried", "syslog", ("logs",), ("backpressure", "internal"))
+    # Syslog hardening: refused and closed connections.
     metrics.refused_connections.labels("syslog_tcp", "too_many")
     metrics.closed_connections.labels("syslog_tcp", "idle")
     metrics.closed_connections.labels("syslog_tcp", "buffer_limit")
     metrics.open_connections.labels("syslog_tcp").set(0)
-    metrics.dropped.labels("syslog_udp", "udp_overflow")
-    for reason in ("internal", "too_large", "shutdown"):
-        metrics.dropped.labels("syslog", reason)
-    metrics.retried.labels("syslog", "internal")
     # Moved by what every receiver shares: the backpressure monitor and bus/publish.py.
     metrics.refusing.labels("disk_full").set(0)
     metrics.refusing.labels("backpressure").set(0)
-    metrics.retried.labels("publish", "bus_unavailable")
+    events.declare("retried", "publish", reasons=("bus_unavailable",))

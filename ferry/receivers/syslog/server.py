@@ -34,7 +34,7 @@ from ferry.host.sockets import host_port, listening
 from ferry.receivers.backpressure import BackpressureMonitor
 from ferry.receivers.syslog.framing import StreamFramer, split_datagram
 from ferry.schema import RAW_LINES
-from ferry.telemetry import metrics
+from ferry.telemetry import events, metrics
 
 log = logging.getLogger("ferry.syslog")
 
@@ -182,7 +182,7 @@ class LineBatcher:
                 total = min(len(self._lines), self.max_lines * self._IN_FLIGHT)
                 stored = await self._ship(total)
                 if stored:
-                    metrics.received.labels("logs", "syslog").inc(stored)
+                    events.received("syslog", "logs", stored)
                 self._drop(total)
                 if len(self._lines) < self.low:
                     self.blocked.clear()
@@ -199,8 +199,8 @@ class LineBatcher:
             table = self._table(total)
         except Exception:
             # Cannot happen for lines the framer made; if it does, holding them would fail again.
-            log.exception("syslog: could not build a batch of %d lines; dropping them", total)
-            metrics.dropped.labels("syslog", "internal").inc(total)
+            log.exception("syslog: could not build a batch of %d lines", total)
+            events.dropped("syslog", "logs", "internal", total, detail="could not build a batch")
             return 0
         tenant = self.cfg.tenant
         pending = [
@@ -232,13 +232,12 @@ class LineBatcher:
                 internal_tries += 1
                 lines = sum(b.num_rows for b in broken)
                 if internal_tries >= self._INTERNAL_TRIES:
-                    log.error("syslog: dropping %d lines after %d failed attempts to publish them: %s: %s",
-                              lines, internal_tries, type(bug).__name__, bug, exc_info=bug)
-                    metrics.dropped.labels("syslog", "internal").inc(lines)
+                    log.error("syslog: publishing failed %d times", internal_tries, exc_info=bug)
+                    events.dropped("syslog", "logs", "internal", lines,
+                                   detail=f"{internal_tries} failed attempts to publish: {type(bug).__name__}: {bug}")
                 else:
-                    log.warning("syslog: publishing %d lines failed (%s: %s); retrying",
-                                lines, type(bug).__name__, bug, exc_info=bug)
-                    metrics.retried.labels("syslog", "internal").inc(len(broken))
+                    events.retried("syslog", "logs", "internal", len(broken),
+                                   detail=f"publishing {lines} lines failed: {type(bug).__name__}: {bug}")
                     again.extend(broken)
             if unavailable is not None:
                 # Keep the lines (a batch id retried is stored once) and stop reading TCP.
@@ -246,7 +245,7 @@ class LineBatcher:
                     log.warning("syslog: cannot ship %d lines (%s); pausing TCP reads", total, unavailable)
                 self.blocked.set()
                 self.held_because = "disk_full" if isinstance(unavailable, DiskFull) else "overload"
-                metrics.retried.labels("syslog", "backpressure").inc()
+                events.retried("syslog", "logs", "backpressure", detail=str(unavailable))
             pending = again
             if pending and (unavailable is not None or broken):
                 await asyncio.sleep(0.5 * internal_tries if broken and unavailable is None else 0.5)
@@ -258,8 +257,7 @@ class LineBatcher:
         again, or nothing once the line at fault is alone (dropped and counted)."""
         rows = batch.num_rows
         if rows <= 1:
-            log.warning("syslog: dropping a line the bus refuses as too large: %s", err)
-            metrics.dropped.labels("syslog", "too_large").inc(rows)
+            events.dropped("syslog", "logs", "too_large", rows, detail=f"the bus refuses the line: {err}")
             return []
         half = rows // 2
         # Ids derived from the parent's, so a retry of the same batch splits to the same ids.
@@ -295,9 +293,8 @@ class LineBatcher:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
         if self._lines:
-            log.error("syslog: %d lines could not be shipped within %.0f s of stopping; they are lost",
-                      len(self._lines), self._STOP_WAIT_S)
-            metrics.dropped.labels("syslog", "shutdown").inc(len(self._lines))
+            events.dropped("syslog", "logs", "shutdown", len(self._lines),
+                           detail=f"not shipped within {self._STOP_WAIT_S:.0f} s of stopping")
             self._drop(len(self._lines))
 
 
@@ -408,7 +405,8 @@ class _TcpProtocol(asyncio.Protocol):
         lines = framer.feed(data)
         self.last = self.conns.now
         if framer.truncated > before:
-            metrics.dropped.labels("syslog", "truncated").inc(framer.truncated - before)
+            events.dropped("syslog", "logs", "truncated", framer.truncated - before,
+                           detail=f"TCP line from {self.peer} over max_message_bytes")
         if lines:  # before shed(), which may flush this connection's next, unterminated line
             self.batcher.add(lines, self.peer, "tcp", len(data))
         held = framer.buffered
@@ -496,7 +494,8 @@ class UdpReader:
         # shows up as a huge wrapped delta.
         if delta and delta < _U32 // 2:
             self.kernel_drops = count
-            metrics.dropped.labels("syslog_udp", "udp_overflow").inc(delta)
+            events.dropped("syslog_udp", "logs", "udp_overflow", delta,
+                           detail="the kernel's receive buffer overflowed")
 
     def _read(self) -> None:
         recvmsg = self.sock.recvmsg
@@ -535,11 +534,11 @@ class UdpReader:
         if drops >= 0:
             self._saw_drops(drops)
         if truncated:
-            metrics.dropped.labels("syslog", "truncated").inc(truncated)
+            events.dropped("syslog", "logs", "truncated", truncated, detail="UDP datagram over max_message_bytes")
 
     def _add(self, lines: list[bytes], addr: object, nbytes: int) -> None:
         if self.batcher.over_high_water():
-            metrics.dropped.labels("syslog_udp", self.batcher.held_because).inc(len(lines))
+            events.dropped("syslog_udp", "logs", self.batcher.held_because, len(lines))
             return
         host, port = addr[:2]  # type: ignore[index]
         self.batcher.add(lines, host_port(host, port), "udp", nbytes)

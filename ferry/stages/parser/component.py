@@ -8,7 +8,7 @@ from __future__ import annotations
 from ferry.registry import Context
 from ferry.stages.contract import Stage
 from ferry.stages.parser.config import ParserConfig
-from ferry.telemetry import metrics
+from ferry.telemetry import events, metrics
 
 
 def build(cfg: ParserConfig, ctx: Context) -> Stage:
@@ -19,5 +19,5 @@ def build(cfg: ParserConfig, ctx: Context) -> Stage:
 
 def declare_metrics() -> None:
     metrics.processed.labels("parser")
-    metrics.retried.labels("parser", "unavailable")
-    metrics.dropped.labels("parser", "quarantined")
+    events.declare("retried", "parser", reasons=("unavailable",))
+    events.declare("quarantined", "parser")

@@ -9,7 +9,7 @@ from ferry.registry import Context
 from ferry.schema.tables import TABLE_NAMES
 from ferry.stages.contract import Stage
 from ferry.stages.writer.config import WriterConfig
-from ferry.telemetry import metrics
+from ferry.telemetry import events, metrics
 
 
 def build(cfg: WriterConfig, ctx: Context) -> Stage:
@@ -23,12 +23,12 @@ def build(cfg: WriterConfig, ctx: Context) -> Stage:
 def declare_metrics() -> None:
     # The store's own upkeep (size cap, late index builds) runs beside the writer, the store
     # role's one stage, so its series are declared with it.
-    metrics.dropped.labels("store", "size_limit")
+    events.declare("dropped", "store", reasons=("size_limit",))
     for t in TABLE_NAMES:
         metrics.written.labels(t)
-        metrics.deduplicated.labels(t)
-        metrics.spooled.labels(t)
         metrics.unspooled.labels(t)
         metrics.indexed_late.labels(t)
-    metrics.retried.labels("writer", "store_unavailable")
-    metrics.dropped.labels("writer", "quarantined")
+    events.declare("deduplicated", "writer", TABLE_NAMES)
+    events.declare("spooled", "writer", TABLE_NAMES)
+    events.declare("retried", "writer", reasons=("store_unavailable", "unavailable"))
+    events.declare("quarantined", "writer")

@@ -16,7 +16,7 @@ from ferry.stages.contract import FetchPolicy, Output
 from ferry.stages.sink import Sink, SinkPolicy, Spool
 from ferry.stages.writer.config import WriterConfig
 from ferry.store import Store
-from ferry.telemetry import metrics
+from ferry.telemetry import events, metrics
 
 # How far the bus's clock may be ahead of ours: the same clock when embedded, NTP-close otherwise.
 _CLOCK_SLACK_S = 2.0
@@ -60,7 +60,7 @@ class WriterStage:
         metrics.insert_seconds.labels(table).observe(time.perf_counter() - t0)
         metrics.written.labels(table).inc(rows)
         if skipped:
-            metrics.deduplicated.labels(table).inc(skipped)
+            events.deduplicated(WRITER, table, skipped)
 
     async def close(self) -> None:
         return None
