@@ -15,24 +15,14 @@ from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from ferry.listener import Listener
+
 if TYPE_CHECKING:  # only for hints: this module is imported by ferry.config.model itself
     from ferry.bus import Bus, Connection
     from ferry.config.model import FerryConfig
     from ferry.receivers.backpressure import BackpressureMonitor
     from ferry.stages.contract import Stage
     from ferry.store import Store
-
-
-@dataclass(frozen=True)
-class Listener:
-    """One port a receiver opens: what the port check binds and the banner shows."""
-
-    setting: str  # config key of the port, relative to the component's section (the registry prefixes it)
-    transport: Literal["tcp", "udp"]
-    port: int
-    label: str  # banner line; listeners with the same label share one line
-    scheme: str = ""  # shown before host:port in the banner (http://, udp://)
-    note: str = ""  # shown after it
 
 
 class Receiver(Protocol):

@@ -27,9 +27,9 @@ def main() -> None:
     ready = cfg.data_dir / "run" / f"{role}-{index}.ready"
     ready.unlink(missing_ok=True)
 
-    from ferry.telemetry import metrics
+    from ferry import registry
 
-    metrics.declare(role)
+    registry.declare_metrics(role)  # every series the role can move exists at 0 from the start
     # pyarrow imports pandas (~0.5 s of CPU) the first time it converts a Python object: pay that
     # before the role reports ready, not on the clock of its first batch.
     import pyarrow as pa

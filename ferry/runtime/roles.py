@@ -187,7 +187,7 @@ async def run_alone(role: str, cfg: FerryConfig, say: Callable[[str], None] = pr
     from ferry.runtime.supervisor import banner
     from ferry.telemetry import metrics
 
-    metrics.declare(role)  # as ferry.runtime.child does: series exist at 0 from the start
+    registry.declare_metrics(role)  # as ferry.runtime.child does: series exist at 0 from the start
     logfiles.configure(role, cfg.logs.repeat_interval_s)  # as the child does; rotation is the service manager's
     server: Any = None  # a uvicorn server (host/http_server.py) when this role serves /metrics
     serving: asyncio.Task[None] | None = None

@@ -160,14 +160,3 @@ def app(ready: Callable[[], bool]) -> Starlette:
         return Response(body, 200 if ok else 503, media_type="application/json")
 
     return Starlette(routes=[Route("/metrics", prom), Route("/healthz", health)])
-
-
-def declare(role: str) -> None:
-    """Create every series a role can move, at 0, so that alerts on rate() see them before the first event.
-
-    Each receiver and stage declares its own (`declare_metrics()` in its component.py); the registry
-    says which run in this role.
-    """
-    from ferry import registry
-
-    registry.declare_metrics(role)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ferry.registry import Listener
+from ferry.listener import Listener
 
 
 class SyslogConfig(BaseModel):
