@@ -143,6 +143,11 @@ class FerryProcess:
     def output(self) -> str:
         return self._output_bytes().decode(errors="replace")
 
+    def stop_cleanly(self) -> None:
+        """Stop with Ctrl-C and fail unless ferry drained and exited 0 (what a module's fixture checks)."""
+        rc = self.stop()
+        assert rc == 0, f"ferry did not stop cleanly (rc={rc}):\n{self.output()[-3000:]}"
+
     def stop(self, timeout: float = 60.0) -> int:
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else 0

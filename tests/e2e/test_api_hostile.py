@@ -54,8 +54,7 @@ def ferry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FerryProcess]:
         proc.wait_for(lambda: proc.sql_count("logs") >= ROWS + 1, timeout=60)
         yield proc
     finally:
-        rc = proc.stop()
-        assert rc == 0, f"ferry did not stop cleanly (rc={rc}):\n{proc.output()[-3000:]}"
+        proc.stop_cleanly()
 
 
 def _get(ferry: FerryProcess, path: str, params: dict[str, Any] | None = None, **kw: Any) -> httpx.Response:

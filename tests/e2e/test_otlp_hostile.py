@@ -50,8 +50,7 @@ def ferry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FerryProcess]:
     try:
         yield proc
     finally:
-        rc = proc.stop()
-        assert rc == 0, f"ferry did not stop cleanly (rc={rc}):\n{proc.output()[-3000:]}"
+        proc.stop_cleanly()
 
 
 def _count(f: FerryProcess, tag: str) -> int:

@@ -49,8 +49,7 @@ def ferry(tmp_path_factory: pytest.TempPathFactory, faults: Path) -> Iterator[Fe
     try:
         yield proc
     finally:
-        rc = proc.stop()
-        assert rc == 0, f"ferry did not stop cleanly (rc={rc}):\n{proc.output()[-3000:]}"
+        proc.stop_cleanly()
 
 
 def count(f: FerryProcess, token: str) -> int:
