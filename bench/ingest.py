@@ -124,7 +124,8 @@ def main() -> None:
     args = ap.parse_args()
     config = overrides.apply(
         {"parser": {"workers": args.workers}, "receivers": {"workers": args.receivers},
-         "writer": {"max_wait_s": args.insert_wait, **({"max_rows": args.insert_rows} if args.insert_rows else {})}},
+         "pipeline": {"stages": {"writer": {"max_wait_s": args.insert_wait,
+                                            **({"max_rows": args.insert_rows} if args.insert_rows else {})}}}},
         args.set,
     )
 

@@ -45,6 +45,7 @@ class Context:
     js: Bus | None = None
     monitor: BackpressureMonitor | None = None  # ingest: refuses data while the bus or disk is full
     store: Store | None = None  # store role: the store the writer inserts into (embedded chDB)
+    instance: str = ""  # the stage instance being built (its name in pipeline.stages; its consumer group)
 
 
 @dataclass(frozen=True)
@@ -52,14 +53,18 @@ class Component:
     kind: str  # its name, unique
     what: Literal["receiver", "stage"]
     package: str  # holds config.py (`Config`) and component.py (`build`, `declare_metrics`)
-    section: str  # where its settings sit in FerryConfig, dotted (receivers.otlp)
+    # Where a receiver's settings sit in FerryConfig, dotted (receivers.otlp); a stage's instances
+    # are declared in `pipeline.stages` instead, each with `kind: <this kind>`.
+    section: str | None
     role: str  # the process group that runs it (ingest, parser, store)
     stop_order: int  # lower stops first: the data path's order, so nothing is left mid-way
+    outputs: tuple[str, ...] = ()  # a receiver's topics (the pipeline graph starts at them)
 
     def config_model(self) -> type[Any]:
         return importlib.import_module(f"{self.package}.config").Config  # type: ignore[no-any-return]
 
     def settings(self, cfg: FerryConfig) -> Any:
+        assert self.section is not None, f"{self.kind} is configured per instance in pipeline.stages"
         return attrgetter(self.section)(cfg)
 
     def module(self) -> Any:
@@ -73,10 +78,12 @@ class Component:
 
 
 COMPONENTS: list[Component] = [
-    Component("otlp", "receiver", "ferry.receivers.otlp", "receivers.otlp", "ingest", 0),
-    Component("syslog", "receiver", "ferry.receivers.syslog", "receivers.syslog", "ingest", 0),
-    Component("parser", "stage", "ferry.stages.parser", "parser", "parser", 1),
-    Component("writer", "stage", "ferry.stages.writer", "writer", "store", 2),
+    Component("otlp", "receiver", "ferry.receivers.otlp", "receivers.otlp", "ingest", 0,
+              ("logging", "tracing", "metrics")),
+    Component("syslog", "receiver", "ferry.receivers.syslog", "receivers.syslog", "ingest", 0, ("syslog",)),
+    Component("parser", "stage", "ferry.stages.parser", None, "parser", 1),
+    Component("router", "stage", "ferry.stages.router", None, "parser", 1),
+    Component("writer", "stage", "ferry.stages.writer", None, "store", 2),
 ]
 
 # The role that owns the store (chDB, the writer's target) and serves the API: exactly one process
@@ -100,6 +107,9 @@ def in_role(role: str, what: str | None = None) -> list[Component]:
 
 
 def workers(cfg: FerryConfig, role: str) -> int:
+    """Processes of a role under `ferry run`: the parser role runs as many as its busiest instance needs."""
+    if role == "parser":
+        return max([instance_workers(cfg, n) for n in instances(cfg, role)] or [1])
     return int(attrgetter(WORKERS[role])(cfg)) if role in WORKERS else 1
 
 
@@ -108,11 +118,25 @@ def listeners(cfg: FerryConfig, roles_: list[str] | tuple[str, ...] | set[str]) 
     return [lst for c in COMPONENTS if c.role in roles_ for lst in c.listeners(cfg)]
 
 
+def kind(name: str) -> Component:
+    for c in COMPONENTS:
+        if c.kind == name:
+            return c
+    raise KeyError(name)
+
+
+def stage_models() -> list[type[Any]]:
+    """The config models of every stage kind (a `pipeline.stages` entry is one of them, by `kind`)."""
+    return [c.config_model() for c in COMPONENTS if c.what == "stage"]
+
+
 def config_fields(parent: str) -> dict[str, tuple[type[Any], Any]]:
     """pydantic fields (name -> (model, default)) of the component sections directly under `parent`
     ("" = the top of the config): ferry.config.model builds its sections from these."""
     out: dict[str, tuple[type[Any], Any]] = {}
     for c in COMPONENTS:
+        if c.section is None:
+            continue
         head, _, name = c.section.rpartition(".")
         if head == parent:
             model = c.config_model()
@@ -120,8 +144,25 @@ def config_fields(parent: str) -> dict[str, tuple[type[Any], Any]]:
     return out
 
 
-def build(c: Component, ctx: Context) -> Receiver | Stage:
+def build(c: Component, ctx: Context) -> Receiver:
     return c.module().build(c.settings(ctx.config), ctx)  # type: ignore[no-any-return]
+
+
+def build_stage(name: str, ctx: Context) -> Stage:
+    """The stage instance `pipeline.stages.NAME`, built by its kind's component."""
+    inst = ctx.config.pipeline.stages[name]
+    ctx = replace(ctx, instance=name)
+    return kind(inst.kind).module().build(inst, ctx)  # type: ignore[no-any-return]
+
+
+def instances(cfg: FerryConfig, role: str) -> list[str]:
+    """The stage instances a role runs (writers in the store role, every other kind in the parser role)."""
+    return [name for name, inst in cfg.pipeline.stages.items() if kind(inst.kind).role == role]
+
+
+def instance_workers(cfg: FerryConfig, name: str) -> int:
+    inst = cfg.pipeline.stages[name]
+    return int(inst.workers or (cfg.parser.workers if kind(inst.kind).role == "parser" else 1))
 
 
 def declare_metrics(role: str) -> None:

@@ -24,12 +24,13 @@ from ferry.config.model import ApiConfig
 from ferry.errors import Backpressure, BadRequest, FerryError, QueryTimeout, RetryableError, StoreQueryFailed
 from ferry.query import discover, logs_sql
 from ferry.query import metrics as metrics_q
+from ferry.query import related as related_q
 from ferry.query import traces as traces_q
 from ferry.query.tail import compile_tail
 from ferry.query.timerange import parse_since, parse_time, shown
 from ferry.status import retry_after, status_of
 from ferry.store import QueryLimits, Store
-from ferry.telemetry import metrics
+from ferry.telemetry import FILE_ONLY, metrics
 
 LOG_COLUMNS = (
     "toUnixTimestamp64Nano(Timestamp) AS time_ns, ServiceName AS service, SeverityText AS level, "
@@ -37,6 +38,8 @@ LOG_COLUMNS = (
     "LogAttributes AS attributes, Source AS source, toUnixTimestamp64Nano(IngestTime) AS ingest_ns"
 )
 
+# Where GET /api/v1/siem/events searches: the security events a pipeline routes there.
+SIEM_TABLE = "siem_events"
 
 log = logging.getLogger("ferry.api")
 
@@ -80,6 +83,15 @@ def _whole(least: int, most: int) -> Callable[[str], int]:
         return int(raw)
 
     return parse
+
+
+def _cursor(raw: str) -> tuple[int, str]:
+    """A search page's `cursor` (`<_cursor_ts>:<_cursor_key>` of the last row of the page before)."""
+    ts, sep, key = raw.partition(":")
+    if not (sep and ts.isascii() and ts.isdigit() and len(ts) <= 19 and key.isascii() and key.isalnum()
+            and len(key) <= 32):
+        raise BadRequest(f"must be the cursor of a previous answer (<_cursor_ts>:<_cursor_key>), got {shown(raw)}")
+    return int(ts), key
 
 
 def _seconds(raw: str) -> int:
@@ -153,7 +165,7 @@ def _failure(e: Exception, handler: str) -> tuple[str, Response]:
 
 def _log_unexpected(handler: str, e: Exception) -> None:
     # Repeats are limited by every role's log filter (runtime/logfiles.RepeatFilter).
-    log.error("API %s failed", handler, exc_info=e)
+    log.error("API %s failed", handler, exc_info=e, extra=FILE_ONLY)
 
 
 def _guard(fn: Callable[[Request], Awaitable[Any]]) -> Handler:
@@ -232,7 +244,8 @@ class HostCheck:
 
 
 def build_app(
-    store: Store, lag: Callable[[], Any] | None = None, api: ApiConfig | None = None, listen: str = "127.0.0.1"
+    store: Store, lag: Callable[[], Any] | None = None, api: ApiConfig | None = None, listen: str = "127.0.0.1",
+    pipeline: Callable[[], dict[str, Any]] | None = None,
 ) -> Starlette:
     started = time.time()
     api = api or ApiConfig()
@@ -273,30 +286,62 @@ def build_app(
         except TimeoutError:
             raise QueryTimeout(limits.describe("timeout")) from None
 
-    async def search(request: Request) -> Any:
+    async def search_in(request: Request, table: str) -> Any:
         start, end = _range(request)
         limit = _limit(request)
+        after = _param(request, "cursor", _cursor, None)
         q = request.query_params.get("q", "")
-        sql = logs_sql.compile_logs(q, start_ns=start, end_ns=end, limit=limit, columns=LOG_COLUMNS)
+        sql = logs_sql.compile_logs(q, start_ns=start, end_ns=end, limit=limit, columns=LOG_COLUMNS, after=after,
+                                    table=table)
         t0 = time.perf_counter()
         found = await rows(sql)
         took = round((time.perf_counter() - t0) * 1000, 2)
-        warnings = await discover.warnings(rows, q, start, end, found_any=bool(found))
-        return {"logs": found, "took_ms": took, "query": q, "warnings": warnings}
+        warnings = await discover.warnings(rows, q, start, end, found_any=bool(found), table=table)
+        # A full page may have a next one: its cursor resumes strictly after this page's last row.
+        more = f"{found[-1][logs_sql.CURSOR_TS]}:{found[-1][logs_sql.CURSOR_KEY]}" if len(found) == limit else None
+        return {"logs": found, "took_ms": took, "query": q, "warnings": warnings, "cursor": more}
 
-    async def count(request: Request) -> Any:
+    async def count_in(request: Request, table: str) -> Any:
         start, end = _range(request)
         q = request.query_params.get("q", "")
         by = request.query_params.get("by") or None
         step = _step(request, start, end)
-        sql = logs_sql.compile_logs_count(q, start_ns=start, end_ns=end, group_by=by, step_s=step)
+        sql = logs_sql.compile_logs_count(q, start_ns=start, end_ns=end, group_by=by, step_s=step, table=table)
         t0 = time.perf_counter()
         found = await rows(sql)
         took = round((time.perf_counter() - t0) * 1000, 2)
-        warnings = await discover.warnings(rows, q, start, end, found_any=any(int(r["count"]) for r in found))
+        warnings = await discover.warnings(rows, q, start, end, found_any=any(int(r["count"]) for r in found),
+                                           table=table)
         if by is None and step is None:
             return {"count": int(found[0]["count"]) if found else 0, "took_ms": took, "warnings": warnings}
         return {"groups": found, "took_ms": took, "warnings": warnings}
+
+    async def search(request: Request) -> Any:
+        return await search_in(request, "otel_logs")
+
+    async def count(request: Request) -> Any:
+        return await count_in(request, "otel_logs")
+
+    async def siem_search(request: Request) -> Any:
+        return await search_in(request, SIEM_TABLE)
+
+    async def siem_count(request: Request) -> Any:
+        return await count_in(request, SIEM_TABLE)
+
+    async def related(request: Request) -> Any:
+        root = related_q.check_id(request.query_params.get("id", ""))
+        depth = _param(request, "depth", _whole(1, related_q.MAX_DEPTH), related_q.DEFAULT_DEPTH)
+        fanout = _param(request, "fanout", _whole(1, related_q.MAX_FANOUT), related_q.DEFAULT_FANOUT)
+        limit = _limit(request)
+        # Ids are rare and both lookups use indexes, so with no time given the whole retention is read.
+        qp = request.query_params
+        start, end = _range(request) if any(qp.get(k) for k in ("since", "start", "end")) else (None, None)
+        t0 = time.perf_counter()
+        found, cut = await related_q.walk(rows, root, depth=depth, fanout=fanout, start_ns=start, end_ns=end)
+        ids = [root, *(r["id"] for r in found)]
+        logs, more = await related_q.lines(rows, ids, columns=LOG_COLUMNS, limit=limit, start_ns=start, end_ns=end)
+        took = round((time.perf_counter() - t0) * 1000, 2)
+        return {"id": root, "related": found, "logs": logs, "truncated": cut or more, "took_ms": took}
 
     async def tail(request: Request) -> Any:
         q = request.query_params.get("q", "")
@@ -376,6 +421,11 @@ def build_app(
                 f"The <code>ferry</code> command line reads only this API.</p><ul>\n{items}\n</ul></body></html>")
         return Response(page, media_type="text/html; charset=utf-8")
 
+    async def pipeline_view(_: Request) -> Any:
+        if pipeline is None:
+            raise BadRequest("this API serves no pipeline (it runs without the bus)")
+        return pipeline()
+
     async def status(_: Request) -> Any:
         counts = await rows(discover.stored_sql())  # every table of the catalogue (ferry/schema)
         # The store process measures the data disk and the bus with its gauges (runtime/roles.py).
@@ -410,6 +460,9 @@ def build_app(
             Route("/api/v1/logs", _guard(search)),
             Route("/api/v1/logs/count", _guard(count)),
             Route("/api/v1/logs/tail", _guard(tail)),
+            Route("/api/v1/siem/events", _guard(siem_search)),
+            Route("/api/v1/siem/events/count", _guard(siem_count)),
+            Route("/api/v1/related", _guard(related)),
             Route("/api/v1/traces/{trace_id}", _guard(trace)),
             Route("/api/v1/metrics/series", _guard(series)),
             Route("/api/v1/metrics", _guard(metric_names)),
@@ -417,6 +470,7 @@ def build_app(
             Route("/api/v1/fields", _guard(fields)),
             Route("/", index),
             Route("/api/v1/status", _guard(status)),
+            Route("/api/v1/pipeline", _guard(pipeline_view)),
             Route("/metrics", prom),
             Route("/healthz", health),
         ]

@@ -15,7 +15,7 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import APIError, BadRequestError
 
-from ferry.bus.topics import TOPICS
+from ferry.bus.topics import stream_of, subject_of, topics
 from ferry.config.model import BusConfig, FerryConfig
 from ferry.errors import ConfigError
 
@@ -133,11 +133,10 @@ def server_max_payload(nc: Client) -> int:
 def stream_config(topic_name: str, cfg: BusConfig, server_limit: int | None = None) -> js_api.StreamConfig:
     """The topic's stream; its largest message is the smaller of bus.max_payload and what the server
     allows (a stock cluster allows 1 MiB, less than ferry's 8 MiB default)."""
-    t = TOPICS[topic_name]
     max_msg = min(cfg.max_payload, server_limit) if server_limit else cfg.max_payload
     return js_api.StreamConfig(
-        name=t.stream,
-        subjects=[t.subject],
+        name=stream_of(topic_name),
+        subjects=[subject_of(topic_name)],
         # Interest: a batch stays until every consumer group has acknowledged it, so the size
         # limit measures unprocessed data, and discard=new turns "full" into refused publishes.
         retention=js_api.RetentionPolicy.INTEREST,
@@ -157,19 +156,22 @@ def consumer_config(group: str, topic_name: str) -> js_api.ConsumerConfig:
         ack_wait=ACK_WAIT_S,
         max_deliver=-1,
         max_ack_pending=20_000,
-        filter_subject=TOPICS[topic_name].subject,
+        filter_subject=subject_of(topic_name),
     )
 
 
-async def declare(js: JetStreamContext, cfg: BusConfig) -> None:
-    """Create or update every stream and consumer group.
+async def declare(js: JetStreamContext, whole: FerryConfig) -> None:
+    """Create or update every topic's stream and consumer group of the pipeline.
 
     A consumer group that exists is updated to the current config (the server applies a changed
-    ack_wait to an existing durable consumer when it is re-added with the same name).
+    ack_wait to an existing durable consumer when it is re-added with the same name). A group on a
+    topic that the pipeline no longer has reading it is deleted: with interest retention it would
+    otherwise keep every batch on that topic forever, and the topic would fill and refuse publishes.
     """
+    cfg = whole.bus
     nc = getattr(js, "_nc", None)
     announced = server_max_payload(nc) if nc is not None else None
-    for name, topic in TOPICS.items():
+    for name, topic in topics(whole).items():
         sc = stream_config(name, cfg, announced)
         for attempt in range(50):
             try:
@@ -192,3 +194,7 @@ async def declare(js: JetStreamContext, cfg: BusConfig) -> None:
                 ) from e
         for group in topic.consumers:
             await js.add_consumer(topic.stream, consumer_config(group, name))
+        for info in await js.consumers_info(topic.stream):
+            if info.name not in topic.consumers:
+                log.warning("topic %s: consumer group %s is no longer in the pipeline; removed", name, info.name)
+                await js.delete_consumer(topic.stream, info.name)

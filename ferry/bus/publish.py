@@ -14,7 +14,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError
 
 from ferry.bus import codec
-from ferry.bus.topics import TOPICS
+from ferry.bus.topics import subject_of
 from ferry.errors import Backpressure, RetryableError, TooLarge
 from ferry.telemetry import events, metrics
 
@@ -81,14 +81,14 @@ async def publish(js: JetStreamContext, topic: str, batch: codec.Batch, *, timeo
 
 
 async def _publish_one(js: JetStreamContext, topic: str, batch: codec.Batch, timeout: float) -> None:
-    t = TOPICS[topic]
+    subject = subject_of(topic)
     payload = batch.payload()
     headers = batch.headers()
     last: Exception | None = None
     for attempt in range(3):
         try:
             # publish_async futures never time out on their own; js.publish with a timeout does.
-            ack = await asyncio.wait_for(js.publish(t.subject, payload, headers=headers, timeout=timeout), timeout + 1)
+            ack = await asyncio.wait_for(js.publish(subject, payload, headers=headers, timeout=timeout), timeout + 1)
         except APIError as e:
             if e.err_code in _FULL_CODES or "maximum" in str(e.description or "").lower():
                 raise Backpressure(f"topic {topic} is full") from e

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from ferry.bus.topics import TOPICS
+from ferry.bus.topics import stream_of
 from ferry.config.model import BusConfig
 from ferry.errors import ConfigError, DiskFull, RetryableError
 from ferry.host.disk import free_bytes, mib
@@ -53,7 +53,7 @@ def _bytes_under(path: Path) -> int:
     return total
 
 
-def fit_to_disk(cfg: BusConfig, data_dir: Path, min_free: int) -> tuple[BusConfig, str | None]:
+def fit_to_disk(cfg: BusConfig, data_dir: Path, min_free: int, n_topics: int) -> tuple[BusConfig, str | None]:
     """The bus settings to start with, and a warning when they had to shrink.
 
     JetStream reserves each topic's whole `max_bytes_per_topic` when the topic is declared and
@@ -62,7 +62,7 @@ def fit_to_disk(cfg: BusConfig, data_dir: Path, min_free: int) -> tuple[BusConfi
     room instead (topics only fill while the store lags; the other half is the store's), and ferry
     refuses to start only when a topic could not hold even a few of the largest batches.
     """
-    n = len(TOPICS)
+    n = n_topics
     room = free_bytes(data_dir) + _bytes_under(data_dir / "bus" / "js") - min_free
     fits = int(max(room, 0) * _BUS_SHARE) // n
     if fits >= cfg.max_bytes_per_topic:
@@ -136,7 +136,7 @@ def _reserved_by_streams(store_dir: Path) -> dict[str, int]:
     return out
 
 
-def write_config(cfg: BusConfig, data_dir: Path, host: str = "127.0.0.1") -> Path:
+def write_config(cfg: BusConfig, data_dir: Path, topics: list[str], host: str = "127.0.0.1") -> Path:
     bus_dir = data_dir / "bus"
     bus_dir.mkdir(parents=True, exist_ok=True)
     # JetStream counts every stream's whole max_bytes against its storage (max_file_store), and
@@ -147,7 +147,7 @@ def write_config(cfg: BusConfig, data_dir: Path, host: str = "127.0.0.1") -> Pat
     # or lowering it would be refused. Disk use stays bounded by the topics' own limits: this is
     # bookkeeping, lowered again at the next start once every topic has its new limit.
     on_disk = _reserved_by_streams(bus_dir / "js")
-    reserved = sum(max(on_disk.get(t.stream, 0), cfg.max_bytes_per_topic) for t in TOPICS.values())
+    reserved = sum(max(on_disk.get(stream_of(t), 0), cfg.max_bytes_per_topic) for t in topics)
     max_file_store = reserved + cfg.max_bytes_per_topic
     user, password = credentials(data_dir)
     conf = bus_dir / "nats.conf"
@@ -181,8 +181,11 @@ jetstream {{
 class NatsServer:
     """One nats-server child process; `ensure_running()` restarts it if it has died."""
 
-    def __init__(self, cfg: BusConfig, data_dir: Path) -> None:
+    def __init__(self, cfg: BusConfig, data_dir: Path, topics: list[str] | None = None) -> None:
+        from ferry.pipeline.default import TOPICS as SHIPPED
+
         self.cfg = cfg
+        self.topics = list(topics) if topics is not None else list(SHIPPED)  # its storage is sized for these
         self.data_dir = data_dir
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
@@ -197,7 +200,7 @@ class NatsServer:
         return private_url(self.cfg.port, self.data_dir)
 
     def start(self, timeout: float = 15.0) -> None:
-        conf = write_config(self.cfg, self.data_dir)
+        conf = write_config(self.cfg, self.data_dir, self.topics)
         self._log_seen = self._started_at = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._write_failed = False
         self.proc = subprocess.Popen(

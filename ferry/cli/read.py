@@ -1,5 +1,5 @@
 """The `ferry` commands that read from a running ferry over its HTTP API: query, count, tail, trace,
-metrics, services, fields, status. Warnings from the API go to stderr, results to stdout.
+related, metrics, services, fields, status. Warnings from the API go to stderr, results to stdout.
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ def _range_params(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_query(args: argparse.Namespace) -> int:
     from ferry.cli import client, render
 
-    data = client.get(client.base_url(args.api), "/api/v1/logs", {"q": args.query, "limit": args.limit,
-                                                                  **_range_params(args)})
+    path = "/api/v1/siem/events" if args.siem else "/api/v1/logs"
+    data = client.get(client.base_url(args.api), path, {"q": args.query, "limit": args.limit, **_range_params(args)})
     _warn(data)
     if args.json:
         for r in data["logs"]:
@@ -81,7 +81,8 @@ def cmd_count(args: argparse.Namespace) -> int:
         params["by"] = args.by
     if args.step:
         params["step"] = args.step
-    data = client.get(client.base_url(args.api), "/api/v1/logs/count", params)
+    path = "/api/v1/siem/events/count" if args.siem else "/api/v1/logs/count"
+    data = client.get(client.base_url(args.api), path, params)
     _warn(data)
     print(orjson.dumps(data).decode() if args.json else "\n".join(tables.counts(data, args.by)))
     return 0
@@ -120,6 +121,50 @@ def cmd_trace(args: argparse.Namespace) -> int:
         print(f"trace {args.trace_id} not found", file=sys.stderr)
         return 1
     print("\n".join(render.trace_tree(data)))
+    return 0
+
+
+def related_tree(data: dict[str, Any]) -> list[str]:
+    """The related ids as a tree under the id asked for: each under the id it was reached by, with
+    the kind of link between them."""
+    children: dict[str, list[dict[str, Any]]] = {}
+    for r in data["related"]:
+        children.setdefault(r["from"], []).append(r)
+    out = [data["id"]]
+
+    def below(node: str, indent: str) -> None:
+        kids = children.get(node, [])
+        for i, r in enumerate(kids):
+            last = i == len(kids) - 1
+            out.append(f"{indent}{'└─' if last else '├─'} {r['id']}  ({r['via']})")
+            below(r["id"], indent + ("   " if last else "│  "))
+
+    below(data["id"], "")
+    return out
+
+
+def cmd_related(args: argparse.Namespace) -> int:
+    from ferry.cli import client, render
+
+    params: dict[str, Any] = {"id": args.id, "depth": args.depth, "fanout": args.fanout, "limit": args.limit}
+    if args.since or args.start or args.end:
+        params.update({k: v for k, v in (("since", args.since), ("start", args.start), ("end", args.end)) if v})
+    data = client.get(client.base_url(args.api), "/api/v1/related", params)
+    if args.json:
+        print(orjson.dumps(data).decode())
+        return 0 if data["related"] or data["logs"] else 1
+    if not data["related"] and not data["logs"]:
+        print(f"nothing is related to {args.id} and no log line carries it", file=sys.stderr)
+        return 1
+    print("\n".join(related_tree(data)))
+    if data["logs"]:
+        print()
+    for r in data["logs"]:
+        print(render.log_line(r))
+    n, m = len(data["related"]), len(data["logs"])
+    cut = "; cut at --fanout, --limit or 10,000 ids (truncated)" if data["truncated"] else ""
+    print(f"-- {n} related id{'s' * (n != 1)}, {m} line{'s' * (m != 1)} in {data['took_ms']} ms{cut}",
+          file=sys.stderr)
     return 0
 
 
@@ -208,6 +253,17 @@ def cmd_fields(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from ferry.cli import client, render
+
+    data = client.get(client.base_url(args.api), "/api/v1/pipeline")
+    if args.json:
+        print(orjson.dumps(data).decode())
+    else:
+        print("\n".join(render.pipeline(data)))
+    return 0
+
+
 def add_commands(sub: Any) -> None:
     """The read commands' argument parsers, on the `ferry` command's subparsers."""
 
@@ -228,6 +284,7 @@ def add_commands(sub: Any) -> None:
     since(q, bounds=True)
     q.add_argument("--limit", type=int, default=100, help="lines at most (default 100)")
     q.add_argument("--cursor", action="store_true", help="with --json: keep the paging fields (_cursor_ts, ...)")
+    q.add_argument("--siem", action="store_true", help="search the security events (siem_events) instead of all logs")
     q.set_defaults(fn=cmd_query)
 
     c = reader("count", "count matching log lines, in total, by a field or per time step",
@@ -238,6 +295,7 @@ def add_commands(sub: Any) -> None:
     since(c, bounds=True)
     c.add_argument("--by", help="a field: service, level, host, source, tenant, facility or any attribute key")
     c.add_argument("--step", help="seconds (or 5m, 1h) per time bucket")
+    c.add_argument("--siem", action="store_true", help="count security events (siem_events) instead of all logs")
     c.set_defaults(fn=cmd_count)
 
     t = reader("tail", "follow new matching logs live")
@@ -247,9 +305,25 @@ def add_commands(sub: Any) -> None:
     t.add_argument("--cursor", action="store_true", help="with --json: keep ingest_ns, the tail cursor")
     t.set_defaults(fn=cmd_tail)
 
+    pl = reader("pipeline", "show the pipeline as it runs: topics, stage instances, lag and rates")
+    pl.set_defaults(fn=cmd_pipeline)
+
     tr = reader("trace", "print a trace's span tree with its log lines")
     tr.add_argument("trace_id")
     tr.set_defaults(fn=cmd_trace)
+
+    rl = reader("related", "the ids related to an id (the links graph, both ways) as a tree, then their log lines",
+                epilog="example:\n  ferry related 1kQ3xY-0004aB-7c --depth 2\n"
+                       "Ids are related by link rules; a line belongs when one of its attribute values is an id.",
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    rl.add_argument("id", help="the id to start from (a message, queue, session or transaction id)")
+    rl.add_argument("--depth", type=int, default=3, help="links to follow from the id, 1-6 (default 3)")
+    rl.add_argument("--fanout", type=int, default=100, help="links followed from each id, 1-1000 (default 100)")
+    rl.add_argument("--limit", type=int, default=100, help="log lines at most (default 100)")
+    rl.add_argument("--since", help="only links and lines this recent (30s, 15m, 1h, 2d; default: all kept)")
+    rl.add_argument("--start", help="RFC 3339 or unix time (instead of --since)")
+    rl.add_argument("--end", help="RFC 3339 or unix time (default: open-ended)")
+    rl.set_defaults(fn=cmd_related)
 
     st = reader("status", "is ferry taking data? stored rows, disk, lag, spool (exit 1 while refusing)")
     st.set_defaults(fn=cmd_status)

@@ -96,10 +96,45 @@ def status(api: str, data: dict[str, Any]) -> list[str]:
         lines.append(f"disk       {_size(disk['free_bytes'])} free on the data disk; receivers refuse under "
                      f"{_size(floor)} (backpressure.min_free_disk_bytes){low}")
     lines.append(f"stored     logs {stored.get('logs', 0):,}   spans {stored.get('spans', 0):,}   "
-                 f"metric points {stored.get('metric_points', 0):,}")
+                 f"metric points {stored.get('metric_points', 0):,}   siem events {stored.get('siem_events', 0):,}")
     behind = {k: v for k, v in lag.items() if v}
     lines.append("lag        " + (", ".join(f"{k} {v:,} batches" for k, v in sorted(behind.items())) if behind
                                   else "none (every consumer group is caught up)"))
     lines.append(f"spool      {data.get('spool_pending_batches', 0):,} batches waiting for the store")
     lines.append(f"bus        {data.get('bus_restarts', 0)} nats-server restarts")
     return lines
+
+
+def _num(v: float | int | None, unit: str = "") -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.1f}{unit}"
+    return f"{v:,}{unit}"
+
+
+def pipeline(data: dict[str, Any]) -> list[str]:
+    """`ferry pipeline`: one table of topics, one of stage instances, in the order they are declared."""
+    out = ["Topics                 signal   batches     bytes   in/s  written by                      read by"]
+    for t in data["topics"]:
+        size = "-" if t["bytes"] is None else f"{t['bytes'] / 1024**2:,.1f} MB" if t["bytes"] >= 1024**2 else f"{t['bytes']:,} B"
+        out.append(f"  {t['name']:<20} {t['signal']:<8} {_num(t['batches']):>7} {size:>9} {_num(t['rate_in']):>6}  "
+                   f"{', '.join(t['writers']) or '(nothing here)':<31} {', '.join(t['readers']) or '-'}")
+    out.append("")
+    out.append("Stages                 kind     workers  lag (batches)         out/s  inputs -> outputs")
+    for s in data["stages"]:
+        lag = sum(v for v in s["lag"].values() if v is not None) if s["lag"] else None
+        outs = ", ".join(s["outputs"]) or f"store ({s.get('table') or 'the table each batch names'})"
+        out.append(f"  {s['name']:<20} {s['kind']:<8} {s['workers']:>7}  {_num(lag):>13} {_num(s['rate_out']):>13}  "
+                   f"{', '.join(s['inputs'])} -> {outs}")
+        extra = []
+        if s["transforms"]:
+            extra.append("transforms " + ", ".join(s["transforms"]))
+        if s["routes"]:
+            extra.append("routes " + ", ".join(s["routes"]))
+        if extra:
+            out.append(f"  {'':<20} {'; '.join(extra)}")
+    if not data.get("probed"):
+        out.append("(the bus has not been probed yet: depth, lag and rates appear within a second or two)")
+    out.append(f"Rates in {data['rate_unit']}.")
+    return out

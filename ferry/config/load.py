@@ -32,17 +32,44 @@ def load(path: Path | None = None, overrides: dict[str, Any] | None = None) -> F
             raise ConfigError(f"{path}: the top level must be a mapping of keys")
     for dotted, value in (overrides or {}).items():
         _set(raw, dotted.split("."), value)
+    source = f"{path}: " if path else ""
     try:
-        return FerryConfig.model_validate(raw)
+        cfg = FerryConfig.model_validate(raw)
     except ValidationError as e:
-        lines = []
-        for err in e.errors():
-            key = _key_path(err["loc"])
-            where = _line_of(root, err["loc"])
-            at = f" (line {where})" if where else ""
-            lines.append(f"{key}{at}: {_message(err)}")
-        source = f"{path}: " if path else ""
-        raise ConfigError(source + "invalid configuration:\n  " + "\n  ".join(lines)) from None
+        found = [(_without_tags(tuple(err["loc"])), _message(err)) for err in e.errors()]
+        raise ConfigError(source + "invalid configuration:\n  " + "\n  ".join(_lines(root, found))) from None
+    from ferry.pipeline.graph import problems
+
+    graph = problems(cfg)
+    if graph:
+        raise ConfigError(source + "invalid pipeline:\n  " + "\n  ".join(_lines(root, graph)))
+    return cfg
+
+
+def _without_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """pydantic puts the chosen kind of a tagged union in the path (`stages.x.parser.transforms[1].cast`):
+    the file has no such key, so it is left out (the tag is the `kind` / `type` the entry itself sets)."""
+    from ferry.registry import COMPONENTS
+    from ferry.transforms.config import IMPLEMENTED_IN
+
+    out: list[Any] = []
+    for part in loc:
+        if len(out) >= 2 and out[-2] == "stages" and part in {c.kind for c in COMPONENTS}:
+            continue
+        if len(out) >= 2 and isinstance(out[-1], int) and out[-2] == "transforms" and part in IMPLEMENTED_IN:
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def _lines(root: yaml.Node | None, found: list[tuple[tuple[Any, ...], str]]) -> list[str]:
+    """`key.path (line N): message`, the line where the key (or the nearest key above it) is written."""
+    out = []
+    for loc, message in found:
+        where = _line_of(root, loc)
+        at = f" (line {where})" if where else ""
+        out.append(f"{_key_path(loc)}{at}: {message}")
+    return out
 
 
 def _message(err: Any) -> str:

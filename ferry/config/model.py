@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+
+from ferry.pipeline.model import PipelineConfig
 
 # Imported back so that `from ferry.config.model import SyslogConfig` keeps working.
 from ferry.receivers.otlp.config import OtlpConfig, OtlpGrpcConfig, OtlpHttpConfig
 from ferry.receivers.syslog.config import SyslogConfig
 from ferry.registry import config_fields
-from ferry.stages.parser.config import ParserConfig
+from ferry.stages.parser.config import ParserConfig, ParserRoleConfig
 from ferry.stages.writer.config import WriterConfig
 
 __all__ = [
@@ -102,6 +105,12 @@ class RetentionConfig(_Section):
     )
     traces_days: int = 7
     metrics_days: int = 30
+    siem_days: int = Field(
+        400,
+        ge=0,
+        description="Days security events (table siem_events) are kept; 0 keeps forever. Never shortened by "
+        "ferry: a value lower than the store's keeps the longer retention (with a warning at start).",
+    )
 
 
 class StoreConfig(_Section):
@@ -211,7 +220,8 @@ class MetricsConfig(_Section):
     )
 
     def port_for(self, role: str) -> int:
-        return self.port if self.port is not None else ROLE_METRICS_PORTS[role]
+        # A lone stage instance (`--role log_parser`) is a parser-role process.
+        return self.port if self.port is not None else ROLE_METRICS_PORTS.get(role, ROLE_METRICS_PORTS["parser"])
 
 
 class LogsConfig(_Section):
@@ -225,6 +235,23 @@ class LogsConfig(_Section):
         description="A log message repeated within this many seconds is left out and counted; the count is "
         "logged with its next occurrence after the interval. 0 logs every repeat.",
     )
+
+
+class OwnTelemetryConfig(_Section):
+    enabled: bool = Field(
+        True,
+        description="ferry's own logs go to the logging topic as service `ferry` and its /metrics into the metric "
+        "tables, so `ferry query service:ferry` and `ferry metrics ferry_...` read them like any service's.",
+    )
+    logs_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="Least severe of ferry's own log records stored (the role logs keep FERRY_LOG_LEVEL)."
+    )
+    metrics_interval_s: float = Field(15.0, gt=0, description="How often ferry's /metrics page is stored, seconds.")
+
+    @field_validator("logs_level", mode="before")
+    @classmethod
+    def _upper(cls, v: object) -> object:
+        return v.upper() if isinstance(v, str) else v
 
 
 class _FerryCommon(_Section):
@@ -242,6 +269,9 @@ class _FerryCommon(_Section):
     metrics: MetricsConfig = MetricsConfig()
     backpressure: BackpressureConfig = BackpressureConfig()
     logs: LogsConfig = LogsConfig()
+    parser: ParserRoleConfig = ParserRoleConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    own_telemetry: OwnTelemetryConfig = OwnTelemetryConfig()
 
 
 # The stages' sections (parser, writer) are their packages' config.py models, from the registry.

@@ -11,7 +11,7 @@ from typing import Any
 from ferry.errors import FerryError
 from ferry.query.language import LEVELS, And, Field, Node, Not, Or, parse
 from ferry.query.logs_sql import ALIASES, KNOWN_KEYS, group_column
-from ferry.schema import CATALOGUE, COUNTED_AS
+from ferry.schema.tables import CATALOGUE, LOG_TABLES
 from ferry.store.sql import literal
 
 Rows = Callable[[str], Awaitable[list[dict[str, Any]]]]
@@ -42,6 +42,10 @@ _VALUE_KEYS = {"service": "ServiceName", "app": "ServiceName", "host": "Resource
 
 # (what its rows count as, table, when a row happened) for every store table of the catalogue.
 _SIGNALS = tuple((t.counted_as, t.name, t.time_column) for t in CATALOGUE)
+# What /api/v1/services counts per service: the signals' own tables. siem_events holds copies of
+# log rows (they would count twice) and links has no service.
+SERVICE_COUNTS = ("logs", "spans", "metric_points")
+_SERVICE_SIGNALS = tuple(s for s in _SIGNALS if s[0] in SERVICE_COUNTS)
 
 
 def stored_sql() -> str:
@@ -59,8 +63,8 @@ def _window(start_ns: int, end_ns: int | None, column: str = "Timestamp") -> str
 def services_sql(start_ns: int, end_ns: int | None) -> str:
     """One row per service: its log lines, spans and metric points in the range, and when last seen."""
     parts = []
-    for signal, table, column in _SIGNALS:
-        counts = ", ".join(f"{'count()' if s == signal else 'toUInt64(0)'} AS {s}" for s in COUNTED_AS)
+    for signal, table, column in _SERVICE_SIGNALS:
+        counts = ", ".join(f"{'count()' if s == signal else 'toUInt64(0)'} AS {s}" for s in SERVICE_COUNTS)
         parts.append(f"SELECT ServiceName AS service, {counts}, max({column}) AS last FROM {table} "
                      f"WHERE {_window(start_ns, end_ns, column)} GROUP BY service")
     return (
@@ -125,24 +129,24 @@ def _maps_contain(key: str) -> str:
     return " OR ".join(f"has({m}.keys, {k})" for m in ("LogAttributes", "ResourceAttributes", "ScopeAttributes"))
 
 
-def _keys_present_sql(keys: list[str], start_ns: int, end_ns: int | None) -> str:
+def _keys_present_sql(keys: list[str], start_ns: int, end_ns: int | None, table: str = "otel_logs") -> str:
     # One LIMIT 1 probe per key: the key bloom filters skip every part without it, and a key that
     # is there stops the read at its first row, so this costs milliseconds at any store size.
-    probes = [f"SELECT {literal(k)} AS key FROM (SELECT 1 FROM otel_logs WHERE {_window(start_ns, end_ns)} "
+    probes = [f"SELECT {literal(k)} AS key FROM (SELECT 1 FROM {table} WHERE {_window(start_ns, end_ns)} "
               f"AND ({_maps_contain(k)}) LIMIT 1)" for k in keys]
     return " UNION ALL ".join(probes)
 
 
-def _sampled_keys_sql(start_ns: int, end_ns: int | None) -> str:
+def _sampled_keys_sql(start_ns: int, end_ns: int | None, table: str = "otel_logs") -> str:
     return (
         "SELECT DISTINCT arrayJoin(arrayConcat(mapKeys(LogAttributes), mapKeys(ResourceAttributes), "
         f"mapKeys(ScopeAttributes))) AS key FROM (SELECT LogAttributes, ResourceAttributes, ScopeAttributes "
-        f"FROM otel_logs WHERE {_window(start_ns, end_ns)} ORDER BY Timestamp DESC LIMIT {_KEYS_SAMPLE})"
+        f"FROM {table} WHERE {_window(start_ns, end_ns)} ORDER BY Timestamp DESC LIMIT {_KEYS_SAMPLE})"
     )
 
 
-def _values_sql(expr: str, start_ns: int, end_ns: int | None, extra: str = "1") -> str:
-    return (f"SELECT {expr} AS value, count() AS c FROM otel_logs WHERE {_window(start_ns, end_ns)} AND ({extra}) "
+def _values_sql(expr: str, start_ns: int, end_ns: int | None, extra: str = "1", table: str = "otel_logs") -> str:
+    return (f"SELECT {expr} AS value, count() AS c FROM {table} WHERE {_window(start_ns, end_ns)} AND ({extra}) "
             "GROUP BY value ORDER BY c DESC LIMIT 1000")
 
 
@@ -165,28 +169,32 @@ def _no_value(key: str, value: str, values: list[str]) -> str:
     return f"no line has {key} {value!r} in this time range" + (f"; the commonest are {common}" if common else "")
 
 
-async def warnings(rows: Rows, query: str, start_ns: int, end_ns: int | None, *, found_any: bool) -> list[str]:
-    """Plain-words warnings for the parts of `query` that cannot match: a key no line of the range
-    has (checked on every query; cheap), and, when nothing matched, values no line has. They are
-    advice: a check the store cannot answer (busy, timed out) leaves its warning out rather than
-    failing an answer already found."""
+async def warnings(rows: Rows, query: str, start_ns: int, end_ns: int | None, *, found_any: bool,
+                   table: str = "otel_logs") -> list[str]:
+    """Plain-words warnings for the parts of `query` that cannot match: a key no line of `table`
+    (a log table) in the range has (checked on every query; cheap), and, when nothing matched,
+    values no line has. They are advice: a check the store cannot answer (busy, timed out) leaves
+    its warning out rather than failing an answer already found."""
+    if table not in LOG_TABLES:
+        raise ValueError(f"{table!r} is not a table of log rows")
     try:
-        return await _warnings(rows, query, start_ns, end_ns, found_any=found_any)
+        return await _warnings(rows, query, start_ns, end_ns, found_any=found_any, table=table)
     except FerryError:
         return []
 
 
-async def _warnings(rows: Rows, query: str, start_ns: int, end_ns: int | None, *, found_any: bool) -> list[str]:
+async def _warnings(rows: Rows, query: str, start_ns: int, end_ns: int | None, *, found_any: bool,
+                    table: str) -> list[str]:
     fields = list(_fields(parse(query)))
     keys = list(dict.fromkeys(f.key for f in fields if f.key.lower() not in KNOWN_KEYS and f.key.lower() not in ALIASES))
     out: list[str] = []
     missing: set[str] = set()
     if keys:
-        present = {str(r["key"]) for r in await rows(_keys_present_sql(keys, start_ns, end_ns))}
+        present = {str(r["key"]) for r in await rows(_keys_present_sql(keys, start_ns, end_ns, table))}
         missing = {k for k in keys if k not in present}
         if missing:
             known = sorted({*KNOWN_KEYS, *ALIASES} - {"trace", "span"})
-            known += [str(r["key"]) for r in await rows(_sampled_keys_sql(start_ns, end_ns))]
+            known += [str(r["key"]) for r in await rows(_sampled_keys_sql(start_ns, end_ns, table))]
             for k in (k for k in keys if k in missing):
                 near = _closest(k, known)
                 out.append(f"no field named {k!r}; did you mean {near!r}?" if near else
@@ -199,17 +207,17 @@ async def _warnings(rows: Rows, query: str, start_ns: int, end_ns: int | None, *
             continue
         if lkey in ("level", "severity"):
             if f.value.lower() not in LEVELS:
-                levels = [str(r["value"]) for r in await rows(_values_sql("SeverityText", start_ns, end_ns))]
+                levels = [str(r["value"]) for r in await rows(_values_sql("SeverityText", start_ns, end_ns, table=table))]
                 if f.value.lower() not in {v.lower() for v in levels}:
                     out.append(_no_value("level", f.value, levels))
         elif lkey in _VALUE_KEYS:
-            values = [str(r["value"]) for r in await rows(_values_sql(_VALUE_KEYS[lkey], start_ns, end_ns))]
+            values = [str(r["value"]) for r in await rows(_values_sql(_VALUE_KEYS[lkey], start_ns, end_ns, table=table))]
             if f.value not in values and len(values) < 1000:
                 out.append(_no_value(lkey, f.value, values))
         elif lkey not in KNOWN_KEYS:
             key = ALIASES.get(lkey, f.key)
             values = [str(r["value"]) for r in await rows(
-                _values_sql(group_column(key), start_ns, end_ns, _maps_contain(key)))]
+                _values_sql(group_column(key), start_ns, end_ns, _maps_contain(key), table))]
             if f.value not in values and len(values) < 1000:
                 out.append(_no_value(f.key, f.value, values))
     return out
@@ -217,10 +225,16 @@ async def _warnings(rows: Rows, query: str, start_ns: int, end_ns: int | None, *
 
 # The API's routes as `GET /` lists them: (path, what it answers, a link to try it or "").
 API_ROUTES = (
+    ("/api/v1/pipeline", "the pipeline as it runs: topics (depth, bytes, rate in), stage instances (workers, lag, "
+     "rate out)", "/api/v1/pipeline"),
     ("/api/v1/logs?q=&since=1h", "search log lines, newest first", "/api/v1/logs?q=&since=15m&limit=20"),
     ("/api/v1/logs/count?q=&by=&step=", "count matching lines, optionally by a field and per time step",
      "/api/v1/logs/count?q=&by=service"),
     ("/api/v1/logs/tail?q=&after=", "lines that arrived after a cursor, for following live", ""),
+    ("/api/v1/siem/events?q=&since=1h", "search security events (siem_events), as /api/v1/logs",
+     "/api/v1/siem/events?q=&since=1d&limit=20"),
+    ("/api/v1/siem/events/count?q=&by=&step=", "count matching security events, as /api/v1/logs/count", ""),
+    ("/api/v1/related?id=&depth=3&fanout=100", "the ids related to one (the links graph) and their log lines", ""),
     ("/api/v1/traces/{trace_id}", "one trace: its spans and its log lines", ""),
     ("/api/v1/metrics", "metric names with kind, unit, series and services", "/api/v1/metrics"),
     ("/api/v1/metrics/series?name=&label=&step=", "one metric's series; histograms with p50/p90/p99", ""),

@@ -12,6 +12,7 @@ import logging
 
 from ferry.bus import Bus
 from ferry.bus.probe import probe
+from ferry.bus.topics import topics
 from ferry.config.model import FerryConfig
 from ferry.errors import Backpressure, DiskFull
 from ferry.host.disk import check_free
@@ -74,7 +75,7 @@ class BackpressureMonitor:
     async def _measure(self) -> str | None:
         limit = self.cfg.backpressure.max_pending_batches
         max_bytes = self.cfg.bus.max_bytes_per_topic
-        for state in await probe(self.js):
+        for state in await probe(self.js, list(topics(self.cfg).values())):
             if state.bytes >= 0.9 * max_bytes:
                 return f"topic {state.topic} is {state.bytes} bytes, over 90% of its limit"
             for group, pending in state.lag.items():

@@ -37,7 +37,7 @@ def main() -> None:
     pa.scalar("")
 
     async def main_async() -> None:
-        task = asyncio.create_task(ROLES[role](cfg))
+        task = asyncio.create_task(ROLES[role](cfg, int(index)))
         # Ready = the role survived its start-up (ports bound, bus declared, store open).
         while not task.done():
             await asyncio.sleep(0.1)

@@ -105,9 +105,14 @@ class RepeatFilter(logging.Filter):
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.interval_s <= 0 or getattr(record, "_ferry_repeat_checked", False):
-            return True  # a record passed by this filter on its logger, now at a handler
-        record._ferry_repeat_checked = True
+        if self.interval_s <= 0:
+            return True
+        verdict = getattr(record, "_ferry_repeat_verdict", None)
+        if verdict is not None:
+            # Decided on its logger or at the first handler: every other handler (the file, ferry's
+            # own telemetry) gets the same answer, and the repeat is counted once.
+            return bool(verdict)
+        record._ferry_repeat_verdict = True
         first_line = str(record.msg).split("\n", 1)[0][:200]
         kind = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] else ""
         key = (record.pathname, record.lineno, record.levelno, _DIGITS.sub("#", first_line), kind)
@@ -117,6 +122,7 @@ class RepeatFilter(logging.Filter):
             if entry is not None and now - entry[0] < self.interval_s:
                 entry[1] += 1
                 metrics.log_suppressed.labels(record.levelname.lower()).inc()
+                record._ferry_repeat_verdict = False
                 return False
             repeats = int(entry[1]) if entry is not None else 0
             self._seen[key] = [now, 0]
@@ -129,6 +135,44 @@ class RepeatFilter(logging.Filter):
         return True
 
 
+class _Forward(logging.Filter):
+    """Hands a record of one of uvicorn's loggers (which do not propagate to the root) to `handler`
+    too. A filter, not a handler: uvicorn's dictConfig at each server's creation replaces those
+    loggers' handlers but keeps their filters. Added after the repeat filter, so it sees only the
+    records that one lets through."""
+
+    def __init__(self, handler: logging.Handler) -> None:
+        super().__init__()
+        self.handler = handler
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= self.handler.level:
+            self.handler.handle(record)
+        return True
+
+
+# The process's repeat filter, for handlers added after configure() (telemetry/own.py's).
+_repeats: RepeatFilter | None = None
+
+
+def add_handler(handler: logging.Handler) -> None:
+    """Give `handler` every record the role's log file gets: on the root logger and uvicorn's, behind
+    the same repeat filter (a repeat left out of the file is left out here too)."""
+    if _repeats is not None:
+        handler.addFilter(_repeats)
+    logging.getLogger().addHandler(handler)
+    for name in _OWN_HANDLER_LOGGERS:
+        logging.getLogger(name).addFilter(_Forward(handler))
+
+
+def remove_handler(handler: logging.Handler) -> None:
+    logging.getLogger().removeHandler(handler)
+    for name in _OWN_HANDLER_LOGGERS:
+        logger = logging.getLogger(name)
+        for f in [f for f in logger.filters if isinstance(f, _Forward) and f.handler is handler]:
+            logger.removeFilter(f)
+
+
 def configure(label: str, repeat_interval_s: float) -> None:
     """Logging of a role process: one line format naming the role, level from FERRY_LOG_LEVEL
     (WARNING by default), to stderr (the supervisor's pipe, or the terminal of a lone role), with
@@ -138,7 +182,8 @@ def configure(label: str, repeat_interval_s: float) -> None:
         format=f"%(asctime)s {label} %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    repeats = RepeatFilter(repeat_interval_s)
+    global _repeats
+    repeats = _repeats = RepeatFilter(repeat_interval_s)
     events.configure(repeat_interval_s)  # event lines: one per (event, component, reason) per interval
     for handler in logging.getLogger().handlers:
         handler.addFilter(repeats)

@@ -16,14 +16,17 @@ from typing import Any
 from ferry import registry
 from ferry.bus.client import bus_url, connect_or_stop, declare
 from ferry.bus.probe import probe
+from ferry.bus.topics import inputs_of, topics
 from ferry.config.model import FerryConfig
 from ferry.errors import ConfigError, RetryableError
 from ferry.host.disk import free_bytes
 from ferry.host.http_server import http_server
 from ferry.host.sockets import host_port, listening
+from ferry.pipeline.view import PipelineView
 from ferry.registry import Context, Receiver
 from ferry.runtime import readiness
 from ferry.runtime.runner import StageRunner
+from ferry.telemetry import metrics, own
 
 log = logging.getLogger("ferry.role")
 
@@ -54,7 +57,8 @@ async def run_ingest(cfg: FerryConfig, role: str = "ingest") -> None:
     if nc is None:  # told to stop while the bus was unreachable
         return
     js = nc.jetstream()
-    await declare(js, cfg.bus)
+    await declare(js, cfg)
+    telemetry = await own.start(js, cfg, role)
     monitor = BackpressureMonitor(js, cfg)
     monitor.start()
     ctx = Context(cfg, cfg.data_dir, nc=nc, js=js, monitor=monitor)
@@ -66,29 +70,41 @@ async def run_ingest(cfg: FerryConfig, role: str = "ingest") -> None:
     # Drain: every receiver stops taking new data at once, then finishes what it took.
     await asyncio.gather(*(r.stop() for r in receivers), return_exceptions=True)
     await monitor.stop()
+    await telemetry.stop()
     await _close_bus(nc)
 
 
-async def run_stages(cfg: FerryConfig, role: str = "parser") -> None:
-    """Every stage the registry puts in this role, each in its own runner (consumer group)."""
+def stage_instances(cfg: FerryConfig, role: str, index: int = 0) -> list[str]:
+    """The stage instances one process of `role` runs: worker `index` of the parser role runs every
+    instance that wants more than `index` processes; `--role NAME` of one instance runs just it."""
+    if role in cfg.pipeline.stages:
+        return [role]
+    return [n for n in registry.instances(cfg, role) if registry.instance_workers(cfg, n) > index]
+
+
+async def run_stages(cfg: FerryConfig, role: str = "parser", index: int = 0) -> None:
+    """Stage instances of the pipeline, each in its own runner (its consumer group)."""
     stop = _stop_event()
     nc = await connect_or_stop(bus_url(cfg), f"ferry-{role}", stop)
     if nc is None:  # told to stop while the bus was unreachable
         return
     js = nc.jetstream()
-    await declare(js, cfg.bus)
+    await declare(js, cfg)
+    telemetry = await own.start(js, cfg, role)
     ctx = Context(cfg, cfg.data_dir, nc=nc, js=js)
-    runners = [StageRunner(registry.build(c, ctx), js, cfg.data_dir) for c in registry.in_role(role, "stage")]  # type: ignore[arg-type]
+    runners = [StageRunner(registry.build_stage(name, ctx), js, cfg.data_dir, inputs_of(cfg, name))
+               for name in stage_instances(cfg, role, index)]
     for runner in runners:
         await runner.start()
     readiness.mark(role)
     await stop.wait()
-    for runner in runners:  # in the registry's stop order
+    for runner in runners:  # in the pipeline's order
         await runner.stop()
+    await telemetry.stop()
     await _close_bus(nc)
 
 
-async def run_store(cfg: FerryConfig) -> None:
+async def run_store(cfg: FerryConfig, index: int = 0) -> None:
     from ferry.api.app import build_app
     from ferry.store import wrapped
     from ferry.store.chdb_store import ChdbStore
@@ -104,15 +120,19 @@ async def run_store(cfg: FerryConfig) -> None:
         store.close()
         return
     js = nc.jetstream()
-    await declare(js, cfg.bus)
-    # The store role runs one stage, the writer (ferry/registry.py), on the store opened above.
-    (writer,) = registry.in_role(registry.STORE_ROLE, "stage")
-    stage = registry.build(writer, Context(cfg, cfg.data_dir, nc=nc, js=js, store=store))
-    runner = StageRunner(stage, js, cfg.data_dir)  # type: ignore[arg-type]
-    await runner.start()
-    # Spooled batches are resubmitted only while the writer has no backlog (the Sink's rule).
-    spool_task = asyncio.create_task(stage.sink.resubmit_forever(lambda: runner.idle))  # type: ignore[union-attr]
-    background = [spool_task]
+    await declare(js, cfg)
+    # The store role runs the writer instances of the pipeline, on the store opened above.
+    ctx = Context(cfg, cfg.data_dir, nc=nc, js=js, store=store)
+    runners = []
+    background = []
+    for name in registry.instances(cfg, registry.STORE_ROLE):
+        stage = registry.build_stage(name, ctx)
+        runner = StageRunner(stage, js, cfg.data_dir, inputs_of(cfg, name))
+        await runner.start()
+        runners.append(runner)
+        # Spooled batches are resubmitted only while the writer has no backlog (the Sink's rule).
+        background.append(asyncio.create_task(
+            stage.sink.resubmit_forever(lambda r=runner: r.idle)))  # type: ignore[attr-defined,misc]
     if store.defer_indexes:
         background.append(asyncio.create_task(keep_indexes(store, cfg.store.index_after_s)))
     if cfg.store.max_bytes:
@@ -121,6 +141,7 @@ async def run_store(cfg: FerryConfig) -> None:
         background.append(asyncio.create_task(keep_under(store, cfg.store.max_bytes, cfg.store.size_check_s)))
 
     lag_cache: list[tuple[str, str, dict[str, str], float]] = []
+    view = PipelineView(cfg)
 
     def gauges() -> list[tuple[str, str, dict[str, str], float]]:
         # The disk is measured at each read (one statvfs), the bus from the last probe: a bus in
@@ -136,7 +157,9 @@ async def run_store(cfg: FerryConfig) -> None:
         while True:
             out: list[tuple[str, str, dict[str, str], float]] = []
             try:
-                for state in await probe(js):
+                states = await probe(js, list(topics(cfg).values()))
+                view.observe(states)
+                for state in states:
                     for group, lag in state.lag.items():
                         labels = {"topic": state.topic, "group": group}
                         out.append(("ferry_consumer_lag_batches", "Batches not yet processed by a consumer group.", labels, float(lag)))
@@ -150,28 +173,38 @@ async def run_store(cfg: FerryConfig) -> None:
             await asyncio.sleep(1.0)
 
     lag_task = asyncio.create_task(refresh_lag())
+    telemetry = await own.start(js, cfg, registry.STORE_ROLE,
+                                page=lambda: metrics.render(metrics.CallbackCollector(gauges)))
     sock = listening(socket.SOCK_STREAM, cfg.listen, cfg.api.port)
-    api = http_server(build_app(store, gauges, cfg.api, cfg.listen), sock)
+    api = http_server(build_app(store, gauges, cfg.api, cfg.listen, pipeline=view.snapshot), sock)
     api_task = asyncio.create_task(api.serve(sockets=[sock]))
     while not api.started and not api_task.done():
         await asyncio.sleep(0.05)
     readiness.mark(registry.STORE_ROLE)
     await stop.wait()
     api.should_exit = True
-    await runner.stop(drain_s=15)
+    for runner in runners:
+        await runner.stop(drain_s=15)
     for t in (*background, lag_task):
         t.cancel()
     await asyncio.gather(api_task, return_exceptions=True)
+    await telemetry.stop()
     await _close_bus(nc)
     store.close()
 
 
-def _runtime(role: str) -> Callable[[FerryConfig], Awaitable[None]]:
+def _runtime(role: str) -> Callable[[FerryConfig, int], Awaitable[None]]:
     """How a role process runs: the store's is its own (chDB, API); others run receivers or stages."""
     if role == registry.STORE_ROLE:
         return run_store
-    run = run_ingest if registry.in_role(role, "receiver") else run_stages
-    return lambda cfg: run(cfg, role)
+    if registry.in_role(role, "receiver"):
+        return lambda cfg, index: run_ingest(cfg, role)
+    return lambda cfg, index: run_stages(cfg, role, index)
+
+
+def runtime(role: str) -> Callable[[FerryConfig, int], Awaitable[None]]:
+    """A role by name, or one stage instance of the pipeline by its name (`ferry run --role log_parser`)."""
+    return ROLES[role] if role in ROLES else (lambda cfg, index: run_stages(cfg, role, 0))
 
 
 ROLES = {role: _runtime(role) for role in registry.roles()}
@@ -203,7 +236,7 @@ async def run_alone(role: str, cfg: FerryConfig, say: Callable[[str], None] = pr
         # Started before the role and stopped after it, so that a drain can be watched too.
         serving = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        task = asyncio.create_task(ROLES[role](cfg))
+        task = asyncio.create_task(runtime(role)(cfg, 0))
         while not task.done() and not (readiness.is_ready(role) and (server is None or server.started)):
             if serving is not None and serving.done():  # uvicorn gave up at start-up; it logged why
                 task.cancel()

@@ -20,7 +20,7 @@ from ferry.bus import Bus, codec
 from ferry.bus.client import IN_PROGRESS_EVERY_S, server_max_payload
 from ferry.bus.consume import Consumer, Message
 from ferry.bus.publish import publish
-from ferry.bus.topics import SIGNAL_OF, Topic, inputs_of
+from ferry.bus.topics import Topic
 from ferry.errors import ConfigError, RetryableError
 from ferry.stages.contract import Output, Result, Stage
 from ferry.telemetry import events
@@ -37,10 +37,15 @@ _MAX_BACKOFF_S = 10.0
 
 
 class StageRunner:
-    """`buses` are the other buses (by name) that the stage's outputs may name (Output.bus)."""
+    """`inputs` are the topics the stage's consumer group reads (config `pipeline.stages.NAME.inputs`);
+    `buses` are the other buses (by name) that the stage's outputs may name (Output.bus)."""
 
-    def __init__(self, stage: Stage, js: Bus, data_dir: Path, buses: Mapping[str, Bus] | None = None) -> None:
+    def __init__(self, stage: Stage, js: Bus, data_dir: Path, inputs: Sequence[Topic],
+                 buses: Mapping[str, Bus] | None = None) -> None:
         self.stage = stage
+        self.inputs = list(inputs)
+        # Self-metrics label a component by its kind (bounded); the instance name is its consumer group.
+        self.component = stage.kind
         self.js = js
         self.buses = dict(buses or {})
         self.quarantine_dir = data_dir / "quarantine"
@@ -65,7 +70,7 @@ class StageRunner:
         bind = getattr(self.stage, "bind", None)
         if bind is not None:
             bind(self)
-        for topic in inputs_of(self.stage.group):
+        for topic in self.inputs:
             consumer = await Consumer.bind(self.js, self.stage.group, topic)
             self._tasks.append(asyncio.create_task(self._loop(topic, consumer), name=f"{self.stage.group}:{topic.name}"))
         self._keepalive = asyncio.create_task(self._keep_alive(), name=f"{self.stage.group}:in-progress")
@@ -220,7 +225,7 @@ class StageRunner:
                 outputs = result
             await self._publish(outputs)
         except RetryableError as e:
-            events.retried(self.stage.group, SIGNAL_OF[topic.name], "unavailable",
+            events.retried(self.component, topic.signal, "unavailable",
                            detail=f"{topic.name}: {e}; next in {backoff:.1f} s")
             await self._nak([m for m in good if m not in held], backoff)
             return min(backoff * 2, _MAX_BACKOFF_S)
@@ -291,5 +296,5 @@ class StageRunner:
         bid = m.batch_id
         (d / f"{bid}.arrows").write_bytes(m.data)
         (d / f"{bid}.why").write_text(why + "\n" + repr(m.headers) + "\n")
-        events.quarantined(self.stage.group, SIGNAL_OF[topic.name], reason, m.rows,
+        events.quarantined(self.component, topic.signal, reason, m.rows,
                            detail=f"batch {bid} from {topic.name}, in {d}: {why}")

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from ferry import registry
@@ -82,8 +82,11 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, cfg: FerryConfig, say: callable = print) -> None:  # type: ignore[valid-type]
+    def __init__(self, cfg: FerryConfig, say: callable = print,  # type: ignore[valid-type]
+                 reread: Callable[[], FerryConfig] | None = None) -> None:
         self.cfg = cfg
+        self.reread = reread  # how SIGHUP reads the config again (the file and --set overrides it started with)
+        self._reload = False
         self.data_dir = cfg.data_dir.resolve()
         self.cfg.data_dir = self.data_dir
         self.say = say
@@ -113,7 +116,8 @@ class Supervisor:
         try:  # what stops a start before anything runs: the lock is let go again
             check_ports_free(self.cfg, registry.roles(), private_bus=private_bus)
             if private_bus:
-                self.cfg.bus, warning = fit_to_disk(self.cfg.bus, self.data_dir, self.cfg.backpressure.min_free_disk_bytes)
+                self.cfg.bus, warning = fit_to_disk(self.cfg.bus, self.data_dir, self.cfg.backpressure.min_free_disk_bytes,
+                                                   len(self.cfg.pipeline.topics))
         except (ConfigError, DiskFull):
             self.lock.release()
             raise
@@ -122,7 +126,7 @@ class Supervisor:
         shutil.rmtree(self.run_dir, ignore_errors=True)
         (self.run_dir / "prom").mkdir(parents=True)
         if private_bus:
-            self.nats = NatsServer(self.cfg.bus, self.data_dir)
+            self.nats = NatsServer(self.cfg.bus, self.data_dir, list(self.cfg.pipeline.topics))
             self.nats.start()
         if not asyncio.run(self._declare()):
             if self.nats is not None:
@@ -155,7 +159,7 @@ class Supervisor:
         if nc is None:
             return False
         try:
-            await declare(nc.jetstream(), self.cfg.bus)
+            await declare(nc.jetstream(), self.cfg)
         finally:
             await nc.close()
         return True
@@ -208,12 +212,19 @@ class Supervisor:
         def _stop(*_: object) -> None:
             self._stop = True
 
+        def _reload(*_: object) -> None:
+            self._reload = True
+
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
+        signal.signal(signal.SIGHUP, _reload)
 
     def watch(self) -> None:
         while not self._stop:
             time.sleep(0.25)
+            if self._reload:
+                self._reload = False
+                self.reload()
             if self.nats is not None:
                 self._watch_bus(self.nats)
             for c in self.children:
@@ -260,6 +271,79 @@ class Supervisor:
         # The store process publishes this file as ferry_bus_server_restarts_total (every attempt).
         (self.run_dir / "nats_restarts").write_text(str(nats.restarts))
 
+    # --- reload (SIGHUP, `ferry reload`) -------------------------------------------------------
+    # What each role's processes read of the config: a role is restarted on reload only when its part changed.
+    _READS = {
+        "ingest": ("receivers", "backpressure", "own_telemetry", "tenant", "logs"),
+        "parser": ("pipeline", "parser", "own_telemetry", "logs"),
+        "store": ("pipeline", "store", "api", "own_telemetry", "logs", "backpressure"),
+    }
+    # Settings the supervisor itself holds (the data dir and its lock, the private bus): a restart's.
+    _FIXED = ("data_dir", "listen", "bus", "metrics")
+
+    def reload(self) -> None:
+        """Apply a changed config without losing or repeating a record: the roles whose settings changed
+        are restarted one role at a time in data-path order, each draining first (inputs are acked only
+        once their outputs are durable, and redelivered batches are deduplicated by id). An invalid
+        config is refused with its errors and the running one is kept."""
+        result = self.run_dir / "reload.result"
+        try:
+            if self.reread is None:
+                raise ConfigError("this ferry was started without a config to read again")
+            new = self.reread()
+            new.data_dir = self.data_dir
+            fixed = [k for k in self._FIXED if getattr(new, k) != getattr(self.cfg, k)]
+            if fixed:
+                raise ConfigError(f"{', '.join(fixed)} changed: these take effect at the next start, not on reload")
+        except ConfigError as e:
+            self.say(f"ferry: reload refused; the running configuration is kept:\n{e}")
+            result.write_text(f"refused\n{e}\n")
+            return
+        old_dump = self.cfg.model_dump(mode="json")
+        new_dump = new.model_dump(mode="json")
+        changed = [role for role, keys in self._READS.items() if any(old_dump.get(k) != new_dump.get(k) for k in keys)]
+        other = [k for k in new_dump if k not in self._FIXED and all(k not in keys for keys in self._READS.values())]
+        if any(old_dump.get(k) != new_dump.get(k) for k in other):
+            changed = list(self._READS)
+        if not changed:
+            self.say("ferry: reload: the configuration is unchanged")
+            result.write_text("unchanged\n")
+            return
+        previous = self.cfg
+        self.cfg = new
+        try:
+            # New topics and consumer groups exist before any role that uses them starts.
+            if not asyncio.run(self._declare()):
+                raise ConfigError("stopped while declaring the new topics")
+        except Exception as e:
+            self.cfg = previous
+            self.say(f"ferry: reload refused; the running configuration is kept: {e}")
+            result.write_text(f"refused\n{e}\n")
+            return
+        self._env["FERRY_CONFIG_JSON"] = new.model_dump_json()
+        for role in registry.roles():  # receivers first: the path downstream keeps draining meanwhile
+            if role not in changed:
+                continue
+            old = [c for c in self.children if c.role == role]
+            for c in old:
+                if c.proc is not None and c.proc.poll() is None:
+                    c.proc.send_signal(signal.SIGTERM)
+            for c in old:
+                if c.proc is not None:
+                    try:
+                        c.proc.wait(timeout=60)
+                    except subprocess.TimeoutExpired:
+                        c.proc.kill()
+                        c.proc.wait()
+                self._log_done(c)
+            fresh = [Child(role, i) for i in range(registry.workers(new, role))]
+            self.children = [c for c in self.children if c.role != role] + fresh
+            for c in fresh:
+                self._spawn(c)
+            self._wait_ready(timeout=60)
+        self.say(f"ferry: reloaded the configuration; restarted {', '.join(changed)}")
+        result.write_text(f"applied\nrestarted {', '.join(changed)}\n")
+
     def _disk_has_room(self) -> bool:
         """Room for the bus to write again: the backpressure floor, and never less than a few batches."""
         return free_bytes(self.data_dir) >= max(self.cfg.backpressure.min_free_disk_bytes, 4 * self.cfg.bus.max_payload)
@@ -284,9 +368,9 @@ class Supervisor:
         self.say("ferry: stopped")
 
 
-def run(cfg: FerryConfig) -> int:
+def run(cfg: FerryConfig, reread: Callable[[], FerryConfig] | None = None) -> int:
     raise_open_files_limit()
-    sup = Supervisor(cfg, say=lambda s: print(s, flush=True))
+    sup = Supervisor(cfg, say=lambda s: print(s, flush=True), reread=reread)
     sup.install_signal_handlers()
     if not sup.start():
         print("ferry: stopped before the bus could be reached", flush=True)

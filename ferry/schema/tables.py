@@ -165,6 +165,18 @@ METRICS_SUMMARY = pa.schema(
     ]
 )
 
+# "id A is related to id B", as a link rule found them in a record (Kind: the rule's name). Timestamp
+# is the record's, for the daily partition and the logs retention; the rest is ferry's as everywhere.
+LINKS = pa.schema(
+    [
+        pa.field("Timestamp", TS),
+        pa.field("FromId", STR),
+        pa.field("ToId", STR),
+        pa.field("Kind", STR),
+        *_FERRY,
+    ]
+)
+
 # Raw lines as a line-oriented receiver (syslog) takes them off the wire; the parser stage turns
 # them into LOGS rows. Peer is "ip:port", Transport is "udp" | "tcp".
 RAW_LINES = pa.schema(
@@ -190,7 +202,18 @@ class Table:
     schema: pa.Schema
     time_column: str  # when a row happened: partitions, TTL and time-range reads use it
     partition: str  # "hour" | "day": logs and spans are searched by the hour, metric points span days
-    counted_as: str  # the key its rows are counted under in /api/v1/status and /api/v1/services
+    counted_as: str  # the key its rows are counted under in /api/v1/status (and /api/v1/services, for the signals')
+    # The retention setting it follows is retention.<retention>_days; "" means its signal's.
+    retention: str = ""
+    # Kept whole for its retention whatever else happens: setup never shortens its TTL, the size cap
+    # never drops its partitions, and no ferry command or API route deletes from it (SIEM evidence).
+    # The one DELETE that can touch it is ChdbStore.write_batches' repair of a batch a crash left
+    # partly written: that batch's rows go only to be written again whole, in the same call.
+    immutable: bool = False
+
+    @property
+    def retention_key(self) -> str:
+        return self.retention or self.signal
 
 
 CATALOGUE: tuple[Table, ...] = (
@@ -201,11 +224,22 @@ CATALOGUE: tuple[Table, ...] = (
     Table("otel_metrics_histogram", "metrics", METRICS_HISTOGRAM, "TimeUnix", "day", "metric_points"),
     Table("otel_metrics_exponential_histogram", "metrics", METRICS_EXP_HISTOGRAM, "TimeUnix", "day", "metric_points"),
     Table("otel_metrics_summary", "metrics", METRICS_SUMMARY, "TimeUnix", "day", "metric_points"),
+    # Security events a pipeline routes here (a copy of their log rows): the LOGS columns, searched
+    # like otel_logs, kept `retention.siem_days` (a year and more, as audits ask) and never cut short.
+    # Daily partitions: 400 days by the hour would be ~9,600 partitions (parts never merge across
+    # one), where ClickHouse wants hundreds; a search still skips parts by their Timestamp range.
+    Table("siem_events", "logs", LOGS, "Timestamp", "day", "siem_events", retention="siem", immutable=True),
+    # The related-id graph a link transform emits; GET /api/v1/related walks it.
+    Table("links", "logs", LINKS, "Timestamp", "day", "links"),
 )
 
 # Store table name -> schema. The bus header "Ferry-Table" names one of these keys.
 TABLES: dict[str, pa.Schema] = {t.name: t.schema for t in CATALOGUE}
 TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in CATALOGUE)
+# Tables holding log rows (the LOGS schema): the log search and count read any of them.
+LOG_TABLES: tuple[str, ...] = tuple(t.name for t in CATALOGUE if t.schema is LOGS)
+# Tables ferry never deletes from before their retention ends.
+IMMUTABLE_TABLES: tuple[str, ...] = tuple(t.name for t in CATALOGUE if t.immutable)
 # The keys of /api/v1/status "stored", in the catalogue's order.
 COUNTED_AS: tuple[str, ...] = tuple(dict.fromkeys(t.counted_as for t in CATALOGUE))
 

@@ -64,7 +64,8 @@ class StageContext(Protocol):
 
 
 class Stage(Protocol):
-    group: str  # consumer group name; its input topics come from bus/topics.py
+    group: str  # the stage instance's name (pipeline.stages), which is its consumer group's
+    kind: str  # its kind (registry): the `component` label of its self-metrics
     fetch: FetchPolicy
 
     async def process(self, topic: str, batches: list[Batch]) -> list[Output] | Result:

@@ -19,9 +19,11 @@ import pyarrow.compute as pc
 from ferry.bus import codec
 from ferry.config.model import RetentionConfig
 from ferry.errors import QueryTimeout, QueryTooBig, RetryableError, StoreQueryFailed
+from ferry.schema.tables import IMMUTABLE_TABLES
 from ferry.store import ddl
 from ferry.store.protocol import QueryLimits
 from ferry.store.sql import literal
+from ferry.telemetry import FILE_ONLY
 
 log = logging.getLogger("ferry.store")
 
@@ -29,6 +31,17 @@ def _ttl_of(engine_full: str) -> str | None:
     """The TTL expression in a system.tables engine_full string, or None if the table has none."""
     _, found, rest = engine_full.partition(" TTL ")
     return rest.partition(" SETTINGS ")[0].strip() if found else None
+
+
+def _shortens(current: str | None, wanted: str | None) -> bool:
+    """Whether TTL `wanted` keeps rows for less time than `current` (None: forever). A TTL this
+    ferry cannot read counts as longer than any: it is left alone."""
+    have, want = ddl.ttl_days(current), ddl.ttl_days(wanted)
+    if have is None:
+        return True  # kept forever: any TTL is shorter
+    if want is None:
+        return False
+    return have < 0 or want < have
 
 
 # --- API reads: what a client is told -------------------------------------------------------
@@ -58,7 +71,7 @@ def _log_failed_read(reason: str, sql: str, err: Exception) -> None:
     # The first line of the engine's message has its code and reason; the rest is a stack trace.
     text = str(err).strip()
     first = text.splitlines()[0][:2000] if text else repr(err)
-    log.warning("API query failed (%s): %s\nSQL: %s", reason, first, sql[:8000])
+    log.warning("API query failed (%s): %s\nSQL: %s", reason, first, sql[:8000], extra=FILE_ONLY)
 
 
 class ChdbStore:
@@ -114,11 +127,12 @@ class ChdbStore:
             pass
 
     def setup(self, retention: RetentionConfig) -> None:
-        for stmt in ddl.all_statements(retention.logs_days, retention.traces_days, retention.metrics_days):
+        days = (retention.logs_days, retention.traces_days, retention.metrics_days, retention.siem_days)
+        for stmt in ddl.all_statements(*days):
             self.conn().query(stmt)  # type: ignore[attr-defined]
         for table, column in ddl.ADDED_COLUMNS:
             self.conn().query(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column}")  # type: ignore[attr-defined]
-        self._apply_table_options(ddl.retention(retention.logs_days, retention.traces_days, retention.metrics_days))
+        self._apply_table_options(ddl.retention(*days))
         self._redefine_changed_indexes()
 
     def _apply_table_options(self, wanted: dict[str, str | None]) -> None:
@@ -140,6 +154,12 @@ class ChdbStore:
                 continue
             current = _ttl_of(engine)
             if current == expr:
+                continue
+            if table in IMMUTABLE_TABLES and _shortens(current, expr):
+                # Evidence kept for an audit must not vanish because a setting was lowered (or a
+                # typo made): the longer retention stays until someone removes data by hand.
+                log.warning("retention of %s stays %s: it is never shortened by ferry (configured: %s); "
+                            "to shorten it, ALTER its TTL by hand", table, current or "forever", expr or "forever")
                 continue
             log.warning("retention of %s: %s -> %s", table, current or "forever", expr or "forever")
             change = f"MODIFY TTL {expr}" if expr else "REMOVE TTL"
@@ -209,9 +229,13 @@ class ChdbStore:
 
     def insert_streams(self, table: str, streams: Sequence[bytes]) -> None:
         """Insert Arrow IPC streams (plain or LZ4) into `table`, one INSERT per stream."""
-        sql = f"INSERT INTO {table}"
+        # One insert may span any number of time partitions: a device replaying months of old lines
+        # in one batch touched >100 hourly partitions, and chDB's send_insert dropped the whole
+        # insert without raising (measured: 150 hours in one batch -> 0 rows, no error).
+        settings = ["max_partitions_per_insert_block = 0"]
         if self.defer_indexes and table in ddl.DEFERRED_INDEXES:
-            sql += f" SETTINGS exclude_materialize_skip_indexes_on_insert = {literal(','.join(ddl.DEFERRED_INDEXES[table]))}"
+            settings.append(f"exclude_materialize_skip_indexes_on_insert = {literal(','.join(ddl.DEFERRED_INDEXES[table]))}")
+        sql = f"INSERT INTO {table} SETTINGS {', '.join(settings)}"
         try:
             for stream in streams:
                 with self.conn().send_insert(sql, "ArrowStream") as ins:  # type: ignore[attr-defined]
@@ -253,6 +277,13 @@ class ChdbStore:
             return 0, skipped
         # Payloads go in as the bus carried them (LZ4, batch ids stamped): no row is decoded here.
         self.insert_streams(table, codec.splice([b.payload() for b in fresh]))
+        # chDB's send_insert can fail without raising (see insert_streams): the ledger, written by
+        # the same insert, says whether the rows are there; one primary-key lookup per insert call.
+        stored = self._in_ledger(table, [b.batch_id for b in fresh if b.num_rows])
+        missing = [b.batch_id for b in fresh if b.num_rows and stored.get(b.batch_id, 0) < b.num_rows]
+        if missing:
+            raise RetryableError(f"insert into {table} reported success but stored no rows of {len(missing)} "
+                                 f"batch(es) (first {missing[0]})")
         return sum(b.num_rows for b in fresh), skipped
 
     def _in_ledger(self, table: str, ids: list[str]) -> dict[str, int]:

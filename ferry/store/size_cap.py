@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ferry.host.disk import mib
 from ferry.host.periodic import repeat
-from ferry.schema.tables import CATALOGUE
+from ferry.schema.tables import CATALOGUE, IMMUTABLE_TABLES
 from ferry.store.protocol import Store
 from ferry.store.sql import literal
 from ferry.telemetry import events
@@ -23,8 +23,9 @@ log = logging.getLogger("ferry.store.size_cap")
 
 SIGNAL_OF_TABLE = {t.name: t.signal for t in CATALOGUE}
 
-# The exactly-once ledger is small and holds no telemetry: it counts toward the size, is never dropped.
-_KEEP = ("ferry_batches",)
+# Count toward the size, are never dropped: the exactly-once ledger (small, holds no telemetry) and
+# the immutable tables (kept for their retention whatever the size).
+_KEEP = ("ferry_batches", *IMMUTABLE_TABLES)
 # Dropping stops this far under the limit, so the next inserts do not trigger it again at once.
 _TARGET = 0.9
 
@@ -52,7 +53,8 @@ def partitions(store: Store) -> list[Partition]:
 
 def to_drop(parts: list[Partition], max_bytes: int) -> list[Partition]:
     """The oldest partitions whose dropping brings the total to under _TARGET of `max_bytes`. A
-    table's newest partition (where its inserts go now) is never among them."""
+    table's newest partition (where its inserts go now) is never among them, nor any partition of
+    the ledger or an immutable table (siem_events), though their bytes count in the total."""
     total = sum(p.bytes for p in parts)
     if total <= max_bytes:
         return []
@@ -79,8 +81,8 @@ def enforce(store: Store, max_bytes: int) -> int:
                        detail=f"over store.max_bytes ({mib(max_bytes)}): {p.table} partition {p.start}, {mib(p.bytes)}")
     left = sum(p.bytes for p in partitions(store)) if dropped else sum(p.bytes for p in parts)
     if left > max_bytes:
-        log.error("store holds %s, over store.max_bytes (%s), in partitions still being written: "
-                  "raise store.max_bytes", mib(left), mib(max_bytes))
+        log.error("store holds %s, over store.max_bytes (%s), in partitions still being written or never "
+                  "dropped (%s): raise store.max_bytes", mib(left), mib(max_bytes), ", ".join(_KEEP))
     return dropped
 
 

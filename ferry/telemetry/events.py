@@ -44,7 +44,7 @@ SIGNALS = ("logs", "traces", "metrics")
 COMPONENTS = frozenset({
     "otlp_http", "otlp_grpc", "syslog", "syslog_udp", "syslog_tcp",  # receivers (registry kinds otlp, syslog)
     "parser", "writer", "router", "sampler", "exporter",  # stages, present and coming
-    "publish", "store", "api",  # internal parts
+    "publish", "store", "api", "own_telemetry",  # internal parts (own_telemetry: ferry's logs and metrics into itself)
 })
 OTHER = "other"
 
@@ -121,6 +121,8 @@ _REFUSED = {  # the client was told, so only what says something about ferry is 
 _DROPPED = {
     "overload": _W, "disk_full": _W, "udp_overflow": _W, "truncated": _W, "too_large": _W, "size_limit": _W,
     "internal": _E, "shutdown": _E,
+    # own_telemetry: its bounded queue of log records was full; a batch the bus refused twice
+    "queue_full": _W, "unavailable": _W,
 }
 EVENTS: dict[str, Event] = {e.name: e for e in (
     Event("received", received_records, frozenset(), "records", "signal", None),
@@ -135,8 +137,9 @@ EVENTS: dict[str, Event] = {e.name: e for e in (
     Event("spooled", spooled_batches, frozenset(), "batches", "table", _E),
     Event("deduplicated", deduplicated_batches, frozenset(), "batches", "table", None),
     Event("routed", routed_records, frozenset(), "records", "signal", None),
-    # head: a probability decided at once; tail: a policy over a whole trace; rate_limit: over a budget.
-    Event("sampled_out", sampled_out_records, frozenset({"head", "tail", "rate_limit"}), "records", "signal", None),
+    # head: a probability decided at once; tail: a policy over a whole trace; rate_limit: over a budget;
+    # filter, sample: a parser's filter and sample transforms.
+    Event("sampled_out", sampled_out_records, frozenset({"head", "tail", "rate_limit", "filter", "sample"}), "records", "signal", None),
     Event("exported", exported_records, frozenset(), "records", "signal", None),
 )}
 

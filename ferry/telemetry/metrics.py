@@ -47,6 +47,17 @@ split_batches = Counter(
     ["topic"],
 )
 processed = Counter("ferry_stage_records_total", "Records a stage produced.", ["stage"])
+# Labelled by stage instance (pipeline.stages NAME), route and transform: bounded by the config.
+route_records = Counter(
+    "ferry_route_records_total", "Records each route of a parser or router matched and sent to its topics.",
+    ["stage", "route"],
+)
+transform_records = Counter(
+    "ferry_transform_records_total",
+    "Records a transform changed, could not parse or convert (ignore_malformed, no_match, not_json), filtered or "
+    "sampled out, by stage instance, transform (<position>:<type>) and outcome.",
+    ["stage", "transform", "outcome"],
+)
 written = Counter("ferry_written_rows_total", "Rows inserted into the store.", ["table"])
 unspooled = Counter("ferry_spool_resubmitted_batches_total", "Spooled batches later inserted.", ["table"])
 spool_pending = Gauge("ferry_spool_pending_batches", "Batches waiting in the spool.", multiprocess_mode="livesum")

@@ -10,7 +10,7 @@ from pathlib import Path
 from ferry.bus import Bus
 from ferry.bus.client import connect, declare
 from ferry.bus.server import NatsServer
-from ferry.config.model import BusConfig
+from ferry.config.model import BusConfig, FerryConfig
 from ferry.testing.process import free_port
 
 
@@ -23,7 +23,7 @@ async def private_bus(tmp: Path, max_payload: int = 8 * 1024**2) -> AsyncIterato
     server.start()
     try:
         nc = await connect(server.url, "test")
-        await declare(nc.jetstream(), cfg)
+        await declare(nc.jetstream(), FerryConfig(bus=cfg))
         try:
             yield server, nc.jetstream()
         finally:

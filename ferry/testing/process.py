@@ -69,7 +69,7 @@ class FerryProcess:
                 "syslog": {"udp_port": (sp := free_port(udp_too=True)), "tcp_port": sp, "batch_wait_s": 0.1},
             },
             "api": {"port": free_port()},
-            "writer": {"max_wait_s": 0.3},
+            "pipeline": {"stages": {"writer": {"max_wait_s": 0.3}, "siem_writer": {"max_wait_s": 0.3}}},
             "parser": {"workers": workers},
         }
         self.config = _merge(base, config or {})

@@ -13,7 +13,7 @@ import pytest
 
 from ferry.bus import codec
 from ferry.bus.publish import payload_limit, publish, split_to_fit
-from ferry.bus.topics import LOGGING, TOPICS
+from ferry.bus.topics import LOGGING, stream_of
 from ferry.errors import TooLarge
 from ferry.testing.bus import private_bus
 
@@ -54,11 +54,11 @@ async def _scenario(tmp: Path) -> None:
         assert payload_limit(js) < 1024 * 1024
         big = _batch(300, 60_000)  # ~18 MB: 18 times what one message may carry
         await publish(js, LOGGING, big)
-        info = await js.stream_info(TOPICS[LOGGING].stream)
+        info = await js.stream_info(stream_of(LOGGING))
         assert info.state.messages >= 18
         first = info.state.messages
         await publish(js, LOGGING, big)  # a retry: every piece is a duplicate the bus drops
-        info = await js.stream_info(TOPICS[LOGGING].stream)
+        info = await js.stream_info(stream_of(LOGGING))
         assert info.state.messages == first
         with pytest.raises(TooLarge):
             await publish(js, LOGGING, _batch(1, 3_000_000, "huge"))

@@ -258,7 +258,7 @@ def test_status_says_ferry_is_taking_data(ferry: FerryProcess) -> None:
     assert lines[3].startswith("stored     logs ") and " 0" not in lines[3].split("spans")[0]
     data = orjson.loads(ferry_cli("status", "--json", api=ferry.api).stdout)
     assert data["refusing"] == [] and data["stored"]["logs"] >= 1 and data["disk"]["free_bytes"] > 0
-    assert set(data["lag_batches"]) >= {"parser/syslog", "writer/log_commit"}
+    assert set(data["lag_batches"]) >= {"log_parser/syslog", "siem_writer/siemos_commit", "writer/log_commit"}
 
 
 def test_taken_port_is_named_with_its_setting(tmp_path: Path) -> None:

@@ -28,8 +28,8 @@ from ferry.bus import codec
 from ferry.bus.client import ACK_WAIT_S, connect, consumer_config, declare, stream_config
 from ferry.bus.publish import publish
 from ferry.bus.server import NatsServer
-from ferry.bus.topics import LOGGING, PARSER, TOPICS
-from ferry.config.model import ROLE_METRICS_PORTS, BusConfig
+from ferry.bus.topics import LOG_PARSER, LOGGING, inputs_of, stream_of
+from ferry.config.model import ROLE_METRICS_PORTS, BusConfig, FerryConfig
 from ferry.runtime.runner import StageRunner
 from ferry.stages.contract import FetchPolicy, Output
 from ferry.testing import FerryProcess, free_port
@@ -68,7 +68,7 @@ async def _as_an_older_ferry_declared(urls: list[str], cfg: BusConfig) -> None:
     try:
         js = nc.jetstream()
         await js.add_stream(stream_config(LOGGING, cfg, nc.max_payload))
-        await js.add_consumer(TOPICS[LOGGING].stream, replace(consumer_config(PARSER, LOGGING), ack_wait=60.0))
+        await js.add_consumer(stream_of(LOGGING), replace(consumer_config(LOG_PARSER, LOGGING), ack_wait=60.0))
     finally:
         await nc.close()
 
@@ -76,7 +76,7 @@ async def _as_an_older_ferry_declared(urls: list[str], cfg: BusConfig) -> None:
 async def _ack_wait(urls: list[str]) -> float:
     nc = await connect(",".join(urls), "probe")
     try:
-        ci = await nc.jetstream().consumer_info(TOPICS[LOGGING].stream, PARSER)
+        ci = await nc.jetstream().consumer_info(stream_of(LOGGING), LOG_PARSER)
         return float(ci.config.ack_wait or 0)
     finally:
         await nc.close()
@@ -189,7 +189,7 @@ def test_roles_on_a_3_node_cluster_lose_nothing_when_the_stream_leader_dies(tmp_
         assert visible_after < 20, f"the last records became visible {visible_after:.1f}s after the SDK's flush"
         # A bus election is "unavailable" (503), never "internal" (500, which exporters drop).
         assert ingest.metric("ferry_refused_records_total", reason="internal") == 0
-        assert parser.metric("ferry_stage_records_total", stage="parser") > 0
+        assert parser.metric("ferry_stage_records_total", stage="log_parser") > 0
         retried = sum("Transient" in line for line in sdk_log.lines)
         if retried:  # what the SDK retried, ferry counted as refused for now
             assert ingest.metric("ferry_refused_records_total", reason="unavailable") > 0
@@ -276,7 +276,8 @@ def test_bad_bus_urls_and_worker_counts_are_refused_before_start(tmp_path: Path)
 class _Slow:
     """A stage whose first call works half as long again as ack_wait."""
 
-    group = PARSER
+    group = LOG_PARSER
+    kind = "parser"
 
     def __init__(self) -> None:
         self.fetch = FetchPolicy(max_msgs=10, max_rows=10_000, max_wait_s=0.2)
@@ -300,21 +301,21 @@ async def _slow_scenario(tmp: Path) -> _Slow:
     try:
         nc = await connect(server.url, "test")
         js = nc.jetstream()
-        await declare(js, cfg)
+        await declare(js, FerryConfig(bus=cfg))
         for i in range(3):
             table = pa.table({"Body": pa.array([f"slow {i}"], pa.string())})
             await publish(js, LOGGING, codec.Batch(table, "logs", "otel_logs", "test", batch_id=f"slow{i}"))
         stage = _Slow()
-        runner = StageRunner(stage, js, tmp)
+        runner = StageRunner(stage, js, tmp, inputs_of(FerryConfig(), stage.group))
         await runner.start()
         deadline = time.monotonic() + 4 * ACK_WAIT_S
         while time.monotonic() < deadline:
-            info = await js.consumer_info(TOPICS[LOGGING].stream, PARSER)
+            info = await js.consumer_info(stream_of(LOGGING), LOG_PARSER)
             if len(stage.seen) >= 3 and not info.num_ack_pending and not info.num_pending:
                 break
             await asyncio.sleep(0.2)
         await runner.stop()
-        info = await js.consumer_info(TOPICS[LOGGING].stream, PARSER)
+        info = await js.consumer_info(stream_of(LOGGING), LOG_PARSER)
         stage.redelivered = int(info.num_redelivered or 0)
         await nc.close()
         return stage

@@ -126,7 +126,7 @@ def test_store_failure_retries_spools_and_recovers_once(tmp_path: Path) -> None:
     faults.write_text("store")
     f = FerryProcess(
         tmp_path / "data",
-        config={"writer": {"retries": 2, "backoff_s": 0.1, "spool_retry_s": 0.5}},
+        config={"pipeline": {"stages": {"writer": {"retries": 2, "backoff_s": 0.1, "spool_retry_s": 0.5}}}},
         env=_store_faults(faults),
     ).start()
     try:
@@ -167,7 +167,7 @@ def test_overload_backpressure_429_grpc_tcp_udp(tmp_path: Path) -> None:
     f = FerryProcess(
         tmp_path / "data",
         config={
-            "writer": {"retries": 1000, "backoff_s": 0.2},  # the writer keeps retrying: lag grows
+            "pipeline": {"stages": {"writer": {"retries": 1000, "backoff_s": 0.2}}},  # the writer keeps retrying: lag grows
             "backpressure": {"max_pending_batches": 3, "retry_after_s": 3},
         },
         env=_store_faults(faults),

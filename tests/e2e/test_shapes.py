@@ -86,17 +86,18 @@ def _external_nats(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int, int]:
 
 
 def test_roles_run_as_separate_processes_over_a_shared_bus(tmp_path: Path) -> None:
-    """`ferry run --role store|parser|ingest`, each its own process (as on separate hosts), form one pipeline.
+    """`ferry run --role store|log_parser|ingest`, each its own process (as on separate hosts), form one
+    pipeline: `log_parser` is one stage instance of the pipeline, run alone (`--role parser` runs them all).
 
     The ingest and parser hosts have no store API, so each serves its own /metrics and /healthz on
     `metrics.port` (set per process here, since all three share this machine) and says so at start.
     """
     nats, port, _ = _external_nats(tmp_path)
     f = FerryProcess(tmp_path / "data", config={"bus": {"url": f"nats://127.0.0.1:{port}"}})
-    metrics_port = {"parser": free_port(), "ingest": free_port()}
+    metrics_port = {"log_parser": free_port(), "ingest": free_port()}
     procs, outs = [], {}
     try:
-        for role in ("store", "parser", "ingest"):
+        for role in ("store", "log_parser", "ingest"):
             outs[role] = tmp_path / f"{role}.out"
             extra = ["--set", f"metrics.port={metrics_port[role]}"] if role in metrics_port else []
             with open(outs[role], "wb") as out:
@@ -117,7 +118,7 @@ def test_roles_run_as_separate_processes_over_a_shared_bus(tmp_path: Path) -> No
 
         received = 'ferry_received_records_total{component="otlp_http",signal="logs"}'
         assert f.wait_for(lambda: _sample(scrape("ingest"), received) > 0)
-        assert f.wait_for(lambda: _sample(scrape("parser"), 'ferry_stage_records_total{stage="parser"}') > 0)
+        assert f.wait_for(lambda: _sample(scrape("log_parser"), 'ferry_stage_records_total{stage="log_parser"}') > 0)
         for role in metrics_port:
             assert httpx.get(f"http://127.0.0.1:{metrics_port[role]}/healthz", timeout=10).json() == {"status": "ok"}
             assert f"  metrics        http://127.0.0.1:{metrics_port[role]}  (/metrics, /healthz)" in outs[role].read_text()

@@ -19,12 +19,11 @@ from pathlib import Path
 import pytest
 
 from ferry.testing import FerryProcess, free_port
+from ferry.testing.peers import start_syslog_ng, syslog_ng_binary
 
 pytestmark = pytest.mark.skipif(shutil.which("logger") is None, reason="util-linux logger not installed")
 RSYSLOGD = shutil.which("rsyslogd") or ("/usr/sbin/rsyslogd" if Path("/usr/sbin/rsyslogd").exists() else None)
-# scripts/test unpacks syslog-ng beside the tree (Debian's package conflicts with rsyslog's).
-_UNPACKED_SYSLOG_NG = Path(__file__).resolve().parents[2] / ".cache/peers/bin/syslog-ng"
-SYSLOG_NG = str(_UNPACKED_SYSLOG_NG) if _UNPACKED_SYSLOG_NG.exists() else shutil.which("syslog-ng")
+SYSLOG_NG = syslog_ng_binary()
 FORWARDING_GUIDE = Path(__file__).resolve().parents[2] / "docs" / "forwarding.md"
 # A fenced block whose first line is `# ferry-test: NAME`.
 _GUIDE_BLOCK = re.compile(r"^```[^\n]*\n(# ferry-test: (\S+)\n.*?)^```", re.M | re.S)
@@ -189,21 +188,16 @@ def test_syslog_ng_forwarding_lands(ferry: FerryProcess, tmp_path: Path) -> None
     (RFC 3164). Each copy lands with the original header fields; the 5424 copy keeps the SD."""
     in_port = free_port()
     tok = uuid.uuid4().hex[:12]
-    conf = tmp_path / "syslog-ng.conf"
     # The harness: the source the guide's blocks read from (`s_src`, Debian's name), here an
     # RFC 5424 TCP listener, and syslog-ng's options as Debian ships them.
     blocks = [_guide_config(name, ferry.syslog_port) for name in ("syslog-ng", "syslog-ng-udp")]
-    conf.write_text(
+    proc = start_syslog_ng(
         f"""@version: 3.38
 options {{ keep-hostname(yes); chain-hostnames(no); stats-freq(0); }};
 source s_src {{ syslog(ip("127.0.0.1") port({in_port}) transport("tcp")); }};
 """
-        + "\n".join(blocks)
-    )
-    proc = subprocess.Popen(
-        [str(SYSLOG_NG), "-F", "--no-caps", "-f", str(conf), "-R", str(tmp_path / "persist"),
-         "-p", str(tmp_path / "pid"), "-c", str(tmp_path / "ctl")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        + "\n".join(blocks),
+        tmp_path,
     )
     try:
         _wait_listening(proc, in_port, "syslog-ng")

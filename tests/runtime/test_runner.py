@@ -15,7 +15,8 @@ from prometheus_client import REGISTRY
 
 from ferry.bus import codec
 from ferry.bus.publish import publish
-from ferry.bus.topics import LOGGING, PARSER, TOPICS
+from ferry.bus.topics import LOG_PARSER, LOGGING, inputs_of, subject_of
+from ferry.config.model import FerryConfig
 from ferry.runtime.runner import StageRunner
 from ferry.stages.contract import FetchPolicy, Output
 from ferry.testing.bus import private_bus
@@ -25,7 +26,8 @@ BATCHES = 48  # x ~2.6 MB each: more than the 64 MB a nats-server lets a client 
 
 
 class Recorder:
-    group = PARSER
+    group = LOG_PARSER
+    kind = "parser"
 
     def __init__(self) -> None:
         self.fetch = FetchPolicy(max_msgs=2000, max_rows=20_000, max_wait_s=0.2)
@@ -51,7 +53,7 @@ async def _scenario(tmp: Path) -> tuple[Recorder, float]:
         for i in range(BATCHES):
             await publish(js, LOGGING, _batch(i))
         stage = Recorder()
-        runner = StageRunner(stage, js, tmp)
+        runner = StageRunner(stage, js, tmp, inputs_of(FerryConfig(), stage.group))
         t0 = time.monotonic()
         await runner.start()
         while sum(len(c) for c in stage.calls) < BATCHES and time.monotonic() - t0 < 50:
@@ -92,7 +94,7 @@ class Patient(Recorder):
 
 async def _burst(tmp: Path, stage: Patient) -> tuple[Patient, float, float]:
     async with private_bus(tmp) as (_, js):
-        runner = StageRunner(stage, js, tmp)
+        runner = StageRunner(stage, js, tmp, inputs_of(FerryConfig(), stage.group))
         await runner.start()
         await asyncio.sleep(0.5)
         t0 = time.monotonic()
@@ -126,7 +128,7 @@ async def _burst_with_a_remainder(tmp: Path, stage: Patient) -> float:
     """A burst's full-size part (30 rows, drained_min_rows is 25), then its 10-row remainder:
     seconds from the remainder's publish until the stage has it."""
     async with private_bus(tmp) as (_, js):
-        runner = StageRunner(stage, js, tmp)
+        runner = StageRunner(stage, js, tmp, inputs_of(FerryConfig(), stage.group))
         await runner.start()
         await asyncio.sleep(0.5)
         await publish(js, LOGGING, codec.Batch(pa.table({"Body": ["x"] * 30}), "logs", "otel_logs", "t", batch_id="big"))
@@ -155,10 +157,10 @@ async def _with_a_malformed_message(tmp: Path) -> Recorder:
         good = [codec.Batch(pa.table({"Body": ["x"] * 5}), "logs", "otel_logs", "t", batch_id=f"g{i}") for i in range(2)]
         await publish(js, LOGGING, good[0])
         headers = {**good[0].headers(), "Nats-Msg-Id": "bad", "Ferry-Rows": "5"}
-        await js.publish(TOPICS[LOGGING].subject, b"\xff\xff\xff\xff not arrow at all", headers=headers)
+        await js.publish(subject_of(LOGGING), b"\xff\xff\xff\xff not arrow at all", headers=headers)
         await publish(js, LOGGING, good[1])
         stage = Recorder()
-        runner = StageRunner(stage, js, tmp)
+        runner = StageRunner(stage, js, tmp, inputs_of(FerryConfig(), stage.group))
         await runner.start()
         t0 = time.monotonic()
         while sum(len(c) for c in stage.calls) < 2 and time.monotonic() - t0 < 20:

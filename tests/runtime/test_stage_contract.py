@@ -18,7 +18,8 @@ import pyarrow as pa
 from ferry.bus import Bus, codec
 from ferry.bus.client import ACK_WAIT_S
 from ferry.bus.publish import publish
-from ferry.bus.topics import LOG_COMMIT, LOGGING, PARSER, TOPICS
+from ferry.bus.topics import LOG_COMMIT, LOG_PARSER, LOGGING, inputs_of, stream_of
+from ferry.config.model import FerryConfig
 from ferry.runtime.runner import StageRunner
 from ferry.stages.contract import FetchPolicy, Output, Result, StageContext
 from ferry.testing.bus import private_bus
@@ -43,8 +44,8 @@ async def _value(cond: Callable[[], object]) -> object:
     return await v if asyncio.iscoroutine(v) else v
 
 
-async def _unacked(js: Bus, topic: str, group: str = PARSER) -> int:
-    ci = await js.consumer_info(TOPICS[topic].stream, group)
+async def _unacked(js: Bus, topic: str, group: str = LOG_PARSER) -> int:
+    ci = await js.consumer_info(stream_of(topic), group)
     return (ci.num_pending or 0) + (ci.num_ack_pending or 0)
 
 
@@ -55,7 +56,8 @@ async def _all_acked(js: Bus, topic: str) -> bool:
 class Holder:
     """Keeps every input in its own state until told to decide (a tail sampler's window)."""
 
-    group = PARSER
+    group = LOG_PARSER
+    kind = "parser"
 
     def __init__(self) -> None:
         self.fetch = FetchPolicy(max_msgs=100, max_rows=100_000, max_wait_s=0.1)
@@ -78,7 +80,7 @@ async def _hold_then_release(tmp: Path) -> None:
         for i in range(3):
             await publish(js, LOGGING, _batch(f"h{i}"))
         stage = Holder()
-        runner = StageRunner(stage, js, tmp)
+        runner = StageRunner(stage, js, tmp, inputs_of(FerryConfig(), stage.group))
         await runner.start()
         try:
             await _until(lambda: len(stage.seen) == 3, 20, "the stage got its three batches")
@@ -86,7 +88,7 @@ async def _hold_then_release(tmp: Path) -> None:
             while time.monotonic() - t0 < HOLD_S:  # the decision window
                 assert len(stage.seen) == 3, f"a held batch was redelivered: {stage.seen}"
                 await asyncio.sleep(0.2)
-            ci = await js.consumer_info(TOPICS[LOGGING].stream, PARSER)
+            ci = await js.consumer_info(stream_of(LOGGING), LOG_PARSER)
             assert ci.num_ack_pending == 3, "still held, not acknowledged"
             assert ci.num_redelivered == 0, "kept alive past ack_wait without a redelivery"
             assert stage.seen == [("h0", False), ("h1", False), ("h2", False)]
@@ -94,7 +96,7 @@ async def _hold_then_release(tmp: Path) -> None:
             assert stage.ctx is not None
             await stage.ctx.release(["h0", "h1", "h2"], [Output(LOG_COMMIT, _batch("h1"))])
             await _until(lambda: _all_acked(js, LOGGING), 10, "the released inputs were acknowledged")
-            assert (await js.stream_info(TOPICS[LOG_COMMIT].stream)).state.messages == 1, "the output is on the bus"
+            assert (await js.stream_info(stream_of(LOG_COMMIT))).state.messages == 1, "the output is on the bus"
             await asyncio.sleep(ACK_WAIT_S + 1)
             assert len(stage.seen) == 3, "an acknowledged batch never comes back"
         finally:
@@ -111,12 +113,14 @@ import asyncio, sys
 sys.path.insert(0, sys.argv[2])
 from test_stage_contract import Holder
 from ferry.bus.client import connect
+from ferry.bus.topics import inputs_of
+from ferry.config.model import FerryConfig
 from ferry.runtime.runner import StageRunner
 
 async def main():
     nc = await connect(sys.argv[1], "doomed")
     stage = Holder()
-    await StageRunner(stage, nc.jetstream(), __import__("pathlib").Path(sys.argv[3])).start()
+    await StageRunner(stage, nc.jetstream(), __import__("pathlib").Path(sys.argv[3]), inputs_of(FerryConfig(), stage.group)).start()
     while len(stage.seen) < 2:
         await asyncio.sleep(0.05)
     print("holding", flush=True)
@@ -143,7 +147,7 @@ async def _held_by_a_killed_runner(tmp: Path) -> None:
             doomed.kill()
             doomed.wait()
         stage = Holder()
-        runner = StageRunner(stage, js, tmp)
+        runner = StageRunner(stage, js, tmp, inputs_of(FerryConfig(), stage.group))
         await runner.start()
         try:
             await _until(lambda: len(stage.seen) == 2, 3 * ACK_WAIT_S, "the dead runner's held batches came back")
@@ -162,7 +166,8 @@ def test_inputs_held_by_a_killed_runner_come_back_to_a_new_one(tmp_path: Path) -
 class Exporter:
     """Sends every input on to another region's bus."""
 
-    group = PARSER
+    group = LOG_PARSER
+    kind = "parser"
 
     def __init__(self) -> None:
         self.fetch = FetchPolicy(max_msgs=100, max_rows=100_000, max_wait_s=0.1)
@@ -175,7 +180,7 @@ class Exporter:
 
 
 async def _stored_ids(js: Bus, topic: str) -> list[str]:
-    stream = TOPICS[topic].stream
+    stream = stream_of(topic)
     state = (await js.stream_info(stream)).state
     ids = []
     for seq in range(state.first_seq, state.last_seq + 1) if state.messages else ():
@@ -186,7 +191,7 @@ async def _stored_ids(js: Bus, topic: str) -> list[str]:
 
 async def _to_another_bus(tmp: Path) -> None:
     async with private_bus(tmp / "a") as (_, bus_a), private_bus(tmp / "b") as (server_b, bus_b):
-        runner = StageRunner(Exporter(), bus_a, tmp, buses={"b": bus_b})
+        runner = StageRunner(Exporter(), bus_a, tmp, inputs_of(FerryConfig(), Exporter.group), buses={"b": bus_b})
         await runner.start()
         try:
             await publish(bus_a, LOGGING, _batch("x0"))

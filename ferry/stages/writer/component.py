@@ -1,4 +1,4 @@
-"""The writer stage as the runtime builds it: inserts into ctx.store, spools under the data dir.
+"""The writer stage as the runtime builds it, per instance: inserts into ctx.store, spools under the data dir.
 
 Built by ferry.registry in the store process and run by runtime/runner.py; settings in config.py.
 """
@@ -17,7 +17,9 @@ def build(cfg: WriterConfig, ctx: Context) -> Stage:
     from ferry.stages.writer.stage import WriterStage
 
     assert ctx.store is not None, "the writer runs in the role that opens the store"
-    return WriterStage(cfg, ctx.store, Spool(ctx.data_dir / "spool"))  # type: ignore[return-value]
+    # The shipped writer keeps the spool folder ferry always had; another instance gets its own.
+    spool = ctx.data_dir / ("spool" if ctx.instance == "writer" else f"spool-{ctx.instance}")
+    return WriterStage(ctx.instance, cfg, ctx.store, Spool(spool))  # type: ignore[return-value]
 
 
 def declare_metrics() -> None:

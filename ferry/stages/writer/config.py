@@ -1,16 +1,23 @@
-"""Settings of the writer stage (`writer` in the config file): insert sizes, retries, spool.
+"""Settings of a writer stage instance (`pipeline.stages.NAME` with `kind: writer`): insert sizes, retries, spool.
 
 Imported by ferry.config.model and the registry before any role runs: pydantic only, nothing heavy.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
+
+from pydantic import Field
+
+from ferry.stages.instance import StageInstance
 
 
-class WriterConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class WriterConfig(StageInstance):
+    kind: Literal["writer"] = Field("writer", description="The stage kind.")
+    table: str | None = Field(
+        None, description="Store every batch in this table (siem_events for the SIEM writer); unset: the table the "
+        "parser chose for each batch."
+    )
     max_rows: int = Field(100_000, description="Rows per store insert.")
     max_wait_s: float = Field(1.0, description="Longest a batch waits before an insert.")
     drained_wait_s: float = Field(
@@ -24,4 +31,4 @@ class WriterConfig(BaseModel):
     spool_retry_s: float = Field(5.0, description="How often the spool worker tries to resubmit.")
 
 
-Config = WriterConfig  # the section's model, as the registry finds it
+Config = WriterConfig  # a stage instance's model, as the registry finds it

@@ -11,7 +11,6 @@ import time
 from collections import defaultdict
 
 from ferry.bus import codec
-from ferry.bus.topics import WRITER
 from ferry.stages.contract import FetchPolicy, Output
 from ferry.stages.sink import Sink, SinkPolicy, Spool
 from ferry.stages.writer.config import WriterConfig
@@ -23,9 +22,10 @@ _CLOCK_SLACK_S = 2.0
 
 
 class WriterStage:
-    group = WRITER
+    kind = "writer"
 
-    def __init__(self, cfg: WriterConfig, store: Store, spool: Spool) -> None:
+    def __init__(self, name: str, cfg: WriterConfig, store: Store, spool: Spool) -> None:
+        self.group = name
         self.cfg = cfg
         self.store = store
         self.spool = spool
@@ -49,7 +49,9 @@ class WriterStage:
             # would say so: such batches are checked in the data table, not only the ledger.
             if b.published is None or b.published < self.started + _CLOCK_SLACK_S:
                 b.redelivered = True
-            by_table[b.target].append(b)
+            # A writer with a table of its own (the SIEM writer) stores every batch there, whatever
+            # table the parser chose; the ledger is per table, so the copy is not a duplicate.
+            by_table[self.cfg.table or b.target].append(b)
         for table, group in by_table.items():
             await self.sink.submit(table, group)
         return []
@@ -60,7 +62,7 @@ class WriterStage:
         metrics.insert_seconds.labels(table).observe(time.perf_counter() - t0)
         metrics.written.labels(table).inc(rows)
         if skipped:
-            events.deduplicated(WRITER, table, skipped)
+            events.deduplicated(self.kind, table, skipped)
 
     async def close(self) -> None:
         return None

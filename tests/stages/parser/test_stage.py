@@ -8,6 +8,7 @@ import asyncio
 import pyarrow as pa
 
 from ferry.bus import codec
+from ferry.config.model import FerryConfig
 from ferry.receivers.otlp.decode import decode_logs
 from ferry.schema import LOGS
 from ferry.stages.parser.stage import ParserStage
@@ -19,7 +20,8 @@ def _through_the_bus(batch: codec.Batch) -> codec.Batch:
 
 
 def test_otlp_batches_pass_through_or_are_conformed() -> None:
-    stage = ParserStage()
+    cfg = FerryConfig()  # the shipped pipeline: its log parser routes every batch (the SIEM fork)
+    stage = ParserStage("log_parser", cfg.pipeline.stages["log_parser"], cfg.pipeline)
     table = decode_logs(logs_request(["hello", "world"]), "protobuf").tables["otel_logs"]
     ready = _through_the_bus(codec.Batch(table, "logs", "otel_logs", "otlp", batch_id="R"))
     partial = _through_the_bus(codec.Batch(pa.table({"Body": ["only a body"]}), "logs", "otel_logs", "otlp", batch_id="P"))
