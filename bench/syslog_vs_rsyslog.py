@@ -401,7 +401,7 @@ def run_ferry(work: Path, payload: bytes, n: int, workers: int, timeout: float,
     cfg = {
         "parser": {"workers": workers},
         "receivers": {"syslog": {"batch_wait_s": SyslogConfig().batch_wait_s}},
-        "pipeline": {"stages": {w: {"max_wait_s": WriterConfig().max_wait_s} for w in ("writer", "siem_writer")}},
+        "pipeline": {"stages": {w: {"max_wait_s": WriterConfig.model_fields["max_wait_s"].default} for w in ("writer", "siem_writer")}},
     }
     ferry = FerryProcess(work / "data", config=overrides.apply(cfg, settings))
     sender: mp.process.BaseProcess | None = None
