@@ -81,6 +81,8 @@ COMPONENTS: list[Component] = [
     Component("otlp", "receiver", "ferry.receivers.otlp", "receivers.otlp", "ingest", 0,
               ("logging", "tracing", "metrics")),
     Component("syslog", "receiver", "ferry.receivers.syslog", "receivers.syslog", "ingest", 0, ("syslog",)),
+    Component("prometheus", "receiver", "ferry.receivers.prometheus", "receivers.prometheus", "ingest", 0, ("metrics",)),
+    Component("loki", "receiver", "ferry.receivers.loki", "receivers.loki", "ingest", 0, ("logging",)),
     Component("parser", "stage", "ferry.stages.parser", None, "parser", 1),
     Component("router", "stage", "ferry.stages.router", None, "parser", 1),
     Component("writer", "stage", "ferry.stages.writer", None, "store", 2),

@@ -20,6 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ferry.api.compat import compat_routes
+from ferry.api.context import ApiContext
 from ferry.config.model import ApiConfig
 from ferry.errors import Backpressure, BadRequest, FerryError, QueryTimeout, RetryableError, StoreQueryFailed
 from ferry.query import discover, logs_sql
@@ -231,11 +233,15 @@ class HostCheck:
         return self.any_address or addr.is_loopback or addr.compressed in (self.listen, *self.allowed)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if self.active and scope["type"] == "http":
+        # WebSockets too (Loki's tail): a page on a rebound name must not open one either.
+        if self.active and scope["type"] in ("http", "websocket"):
             header = next((v for k, v in scope["headers"] if k == b"host"), None)
             host = _host_of(header.decode("latin-1")) if header is not None else None
             if host is not None and not self.permits(host):
                 metrics.api_requests.labels("host_check", "forbidden_host").inc()
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
                 answer = _json({"error": f"host {shown(host)} is not served here; "
                                          "if it is this ferry's name, add it to api.allowed_hosts"}, 403)
                 await answer(scope, receive, send)
@@ -245,7 +251,7 @@ class HostCheck:
 
 def build_app(
     store: Store, lag: Callable[[], Any] | None = None, api: ApiConfig | None = None, listen: str = "127.0.0.1",
-    pipeline: Callable[[], dict[str, Any]] | None = None,
+    pipeline: Callable[[], dict[str, Any]] | None = None, tenant: str = "default",
 ) -> Starlette:
     started = time.time()
     api = api or ApiConfig()
@@ -455,8 +461,11 @@ def build_app(
     async def health(_: Request) -> Response:
         return _json({"status": "ok"})
 
+    ctx = ApiContext(rows=rows, limits=limits, store=store, tenant=tenant)
     app = Starlette(
         routes=[
+            # The ecosystem's APIs, each mounted where Grafana's data source of that kind looks.
+            *compat_routes(ctx),
             Route("/api/v1/logs", _guard(search)),
             Route("/api/v1/logs/count", _guard(count)),
             Route("/api/v1/logs/tail", _guard(tail)),

@@ -115,11 +115,11 @@ def _num(v: float | int | None, unit: str = "") -> str:
 
 def pipeline(data: dict[str, Any]) -> list[str]:
     """`ferry pipeline`: one table of topics, one of stage instances, in the order they are declared."""
-    out = ["Topics                 signal   batches     bytes   in/s  written by                      read by"]
+    out = ["Topics                 signal   batches     bytes   in/s  written by                            read by"]
     for t in data["topics"]:
         size = "-" if t["bytes"] is None else f"{t['bytes'] / 1024**2:,.1f} MB" if t["bytes"] >= 1024**2 else f"{t['bytes']:,} B"
         out.append(f"  {t['name']:<20} {t['signal']:<8} {_num(t['batches']):>7} {size:>9} {_num(t['rate_in']):>6}  "
-                   f"{', '.join(t['writers']) or '(nothing here)':<31} {', '.join(t['readers']) or '-'}")
+                   f"{', '.join(t['writers']) or '(nothing here)':<37} {', '.join(t['readers']) or '-'}")
     out.append("")
     out.append("Stages                 kind     workers  lag (batches)         out/s  inputs -> outputs")
     for s in data["stages"]:

@@ -176,7 +176,7 @@ async def run_store(cfg: FerryConfig, index: int = 0) -> None:
     telemetry = await own.start(js, cfg, registry.STORE_ROLE,
                                 page=lambda: metrics.render(metrics.CallbackCollector(gauges)))
     sock = listening(socket.SOCK_STREAM, cfg.listen, cfg.api.port)
-    api = http_server(build_app(store, gauges, cfg.api, cfg.listen, pipeline=view.snapshot), sock)
+    api = http_server(build_app(store, gauges, cfg.api, cfg.listen, pipeline=view.snapshot, tenant=cfg.tenant), sock)
     api_task = asyncio.create_task(api.serve(sockets=[sock]))
     while not api.started and not api_task.done():
         await asyncio.sleep(0.05)

@@ -49,7 +49,7 @@ def banner(cfg: FerryConfig, roles: Collection[str]) -> str:
         shown.setdefault(lst.label, []).append(f"{where}  {lst.note}" if lst.note else where)
     lines += [f"  {label:<13}  {'  '.join(places)}" for label, places in shown.items()]
     if registry.STORE_ROLE in roles:
-        lines.append(f"  API + metrics  http://{at(cfg.api.port)}  (/api/v1/..., /metrics)")
+        lines.append(f"  API + metrics  http://{at(cfg.api.port)}  (/api/v1/..., /metrics; for Grafana: /prometheus, /loki, /tempo, /jaeger)")
     else:  # no store API on this host to serve /metrics: the role serves its own (roles.run_alone)
         lines.append(f"  metrics        http://{at(cfg.metrics.port)}  (/metrics, /healthz)")
     # Only the supervisor starts a private nats-server; a lone role connects to where it would be.

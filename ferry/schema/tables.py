@@ -177,6 +177,20 @@ LINKS = pa.schema(
     ]
 )
 
+# Prometheus metric metadata as remote_write sends it (WriteRequest.metadata): one row per family each
+# time a sender reports it (TimeUnix = when received); the newest row of a family is its metadata.
+# Type is lower-case: counter, gauge, histogram, gaugehistogram, summary, info, stateset, unknown.
+PROM_METADATA = pa.schema(
+    [
+        pa.field("TimeUnix", TS),
+        pa.field("MetricFamily", STR),
+        pa.field("Type", STR),
+        pa.field("Help", STR),
+        pa.field("Unit", STR),
+        *_FERRY,
+    ]
+)
+
 # Raw lines as a line-oriented receiver (syslog) takes them off the wire; the parser stage turns
 # them into LOGS rows. Peer is "ip:port", Transport is "udp" | "tcp".
 RAW_LINES = pa.schema(
@@ -231,6 +245,8 @@ CATALOGUE: tuple[Table, ...] = (
     Table("siem_events", "logs", LOGS, "Timestamp", "day", "siem_events", retention="siem", immutable=True),
     # The related-id graph a link transform emits; GET /api/v1/related walks it.
     Table("links", "logs", LINKS, "Timestamp", "day", "links"),
+    # Metric families' type, help and unit from Prometheus remote_write; kept as long as metrics.
+    Table("prom_metadata", "metrics", PROM_METADATA, "TimeUnix", "day", "prom_metadata"),
 )
 
 # Store table name -> schema. The bus header "Ferry-Table" names one of these keys.

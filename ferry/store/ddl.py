@@ -208,6 +208,25 @@ ORDER BY (ServiceName, SpanName, toDateTime(Timestamp))
 {_SETTINGS}"""
 
 
+# A family is reported again at every sender's metadata interval (1 min by default): a few rows per
+# family a minute, read by family, newest first (argMax over TimeUnix). A plain MergeTree rather than a
+# ReplacingMergeTree: the writer's exactly-once check counts a batch's rows in the table, which a
+# replacing merge would shrink (and the batch would be rewritten as "partly written").
+def prom_metadata(days: int) -> str:
+    return f"""
+CREATE TABLE IF NOT EXISTS prom_metadata (
+    TimeUnix DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+    MetricFamily String CODEC(ZSTD(1)),
+    Type LowCardinality(String) CODEC(ZSTD(1)),
+    Help String CODEC(ZSTD(1)),
+    Unit LowCardinality(String) CODEC(ZSTD(1)),{_FERRY_COLS}
+) ENGINE = MergeTree
+{_partition_by("prom_metadata")}
+ORDER BY (Tenant, MetricFamily, TimeUnix)
+{_ttl("prom_metadata", days)}
+{_SETTINGS}"""
+
+
 def trace_id_ts(days: int) -> list[str]:
     """Trace id -> time range lookup, so a trace fetch reads only the partitions it lives in."""
     return [
@@ -300,7 +319,7 @@ _METRIC_SPECIFIC = {
 
 
 # Every metric table of the catalogue has its columns here, and nothing else does.
-_METRIC_TABLES = tuple(t.name for t in CATALOGUE if t.signal == "metrics")
+_METRIC_TABLES = tuple(t.name for t in CATALOGUE if t.name.startswith("otel_metrics_"))
 if set(_METRIC_SPECIFIC) != set(_METRIC_TABLES):
     raise RuntimeError(f"ddl._METRIC_SPECIFIC {sorted(_METRIC_SPECIFIC)} != catalogue metric tables {sorted(_METRIC_TABLES)}")
 
@@ -393,7 +412,8 @@ ADDED_COLUMNS = [("otel_traces_trace_id_ts", "Seen DateTime DEFAULT now() CODEC(
 def all_statements(logs_days: int, traces_days: int, metrics_days: int, siem_days: int = DEFAULT_SIEM_DAYS) -> list[str]:
     """Every CREATE, in dependency order: each catalogue table, then what derives from them."""
     days = {"logs": logs_days, "traces": traces_days, "metrics": metrics_days, "siem": siem_days}
-    create = {"otel_logs": logs, "otel_traces": traces, "siem_events": lambda d: logs(d, "siem_events"), "links": links}
+    create = {"otel_logs": logs, "otel_traces": traces, "siem_events": lambda d: logs(d, "siem_events"), "links": links,
+              "prom_metadata": prom_metadata}
     out = [create[t.name](days[t.retention_key]) if t.name in create else metrics(t.name, days[t.retention_key])
            for t in CATALOGUE]
     out += trace_id_ts(traces_days)

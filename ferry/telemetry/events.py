@@ -42,7 +42,7 @@ log = logging.getLogger("ferry.events")
 
 SIGNALS = ("logs", "traces", "metrics")
 COMPONENTS = frozenset({
-    "otlp_http", "otlp_grpc", "syslog", "syslog_udp", "syslog_tcp",  # receivers (registry kinds otlp, syslog)
+    "otlp_http", "otlp_grpc", "syslog", "syslog_udp", "syslog_tcp", "prometheus", "loki",  # receivers
     "parser", "writer", "router", "sampler", "exporter",  # stages, present and coming
     "publish", "store", "api", "own_telemetry",  # internal parts (own_telemetry: ferry's logs and metrics into itself)
 })
@@ -116,6 +116,7 @@ _W, _E, _I = logging.WARNING, logging.ERROR, logging.INFO
 # The reasons each event may carry. A new reason is added here, with its docs/api.md line.
 _REFUSED = {  # the client was told, so only what says something about ferry is above info
     "malformed": _I, "too_large": _I, "invalid_trace_id": _I, "invalid_span_id": _I, "invalid_value": _I,
+    "invalid_label": _I, "native_histogram": _I,
     "read_timeout": _I, "backpressure": _W, "disk_full": _W, "unavailable": _W, "internal": _E,
 }
 _DROPPED = {

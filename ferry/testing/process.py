@@ -67,6 +67,8 @@ class FerryProcess:
             "receivers": {
                 "otlp": {"grpc": {"port": free_port()}, "http": {"port": free_port()}},
                 "syslog": {"udp_port": (sp := free_port(udp_too=True)), "tcp_port": sp, "batch_wait_s": 0.1},
+                "prometheus": {"port": free_port()},
+                "loki": {"port": free_port()},
             },
             "api": {"port": free_port()},
             "pipeline": {"stages": {"writer": {"max_wait_s": 0.3}, "siem_writer": {"max_wait_s": 0.3}}},
@@ -95,6 +97,14 @@ class FerryProcess:
     @property
     def otlp_grpc(self) -> str:
         return self._at(self.config["receivers"]["otlp"]["grpc"]["port"])
+
+    @property
+    def remote_write_url(self) -> str:
+        return f"http://{self._at(self.config['receivers']['prometheus']['port'])}/api/v1/write"
+
+    @property
+    def loki_push_url(self) -> str:
+        return f"http://{self._at(self.config['receivers']['loki']['port'])}/loki/api/v1/push"
 
     @property
     def syslog_port(self) -> int:

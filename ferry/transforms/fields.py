@@ -296,14 +296,14 @@ def _compile_cast(model: CastFields) -> Step:
     fields = [(where(name), to) for name, to in model.fields.items()]  # attributes only (config validation)
 
     def step(frame: Frame) -> None:
-        exprs, failed = [], []
-        for i, (w, to) in enumerate(fields):
-            src = frame.get(w)
-            conv = _cast_text(src, to, model.format)
-            exprs.append(conv.alias(f"v{i}"))
-            failed.append(src.is_not_null() & conv.is_null())
-        out = frame.df.select(*exprs, pl.any_horizontal(failed).sum().alias("failed"))
-        frame.count("ignore_malformed", out["failed"][0])
+        # Each conversion once, then the failures from its result (naming the conversion twice in one
+        # select ran it twice: 0.27 against 0.14 us a record for two fields).
+        out = frame.df.select(
+            *(_cast_text(frame.get(w), to, model.format).alias(f"v{i}") for i, (w, to) in enumerate(fields)),
+            *(frame.get(w).is_not_null().alias(f"s{i}") for i, (w, _) in enumerate(fields)),
+        )
+        failed = out.select(pl.any_horizontal([pl.col(f"s{i}") & pl.col(f"v{i}").is_null() for i in range(len(fields))]).sum())
+        frame.count("ignore_malformed", failed.item())
         frame.set({w: pl.lit(out[f"v{i}"]) for i, (w, _) in enumerate(fields)})
 
     return step

@@ -6,10 +6,12 @@ Every request goes to a real `ferry run` over HTTP; what is refused or cut is al
 from __future__ import annotations
 
 import concurrent.futures
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -210,3 +212,20 @@ def test_a_foreign_host_name_is_refused_on_loopback(ferry: FerryProcess, path: s
 
 def _text(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
+
+
+def test_a_foreign_host_name_cannot_open_the_loki_tail_websocket(ferry: FerryProcess) -> None:
+    """The DNS-rebinding check covers WebSockets: a page on a rebound name cannot open the tail."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    path = "/loki/api/v1/tail?query=" + quote('{service_name="x"}')
+    port = int(ferry.api.rsplit(":", 1)[1])
+    before = _outcome(ferry, "host_check", "forbidden_host")
+    # The browser's view after rebinding: the name is evil.example, the socket reaches ferry.
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock, pytest.raises(InvalidStatus) as refused:
+        connect(f"ws://evil.example:{port}{path}", sock=sock, open_timeout=10)
+    assert refused.value.response.status_code == 403
+    assert _outcome(ferry, "host_check", "forbidden_host") - before == 1
+    with connect(f"ws://127.0.0.1:{port}{path}", open_timeout=10) as ws:  # under its own name it is served
+        ws.close()

@@ -94,7 +94,7 @@ def test_every_layer_lists_the_catalogue() -> None:
     for name in TABLE_NAMES:
         assert f"CREATE TABLE IF NOT EXISTS {name} (" in statements
         assert f"CREATE MATERIALIZED VIEW IF NOT EXISTS {name}_batches_mv" in statements
-    assert COUNTED_AS == ("logs", "spans", "metric_points", "siem_events", "links")
+    assert COUNTED_AS == ("logs", "spans", "metric_points", "siem_events", "links", "prom_metadata")
 
 
 def _metrics_request(tag: str) -> bytes:
@@ -130,7 +130,8 @@ def test_status_counts_every_metric_table(tmp_path: Path) -> None:
                        headers={"Content-Type": "application/x-protobuf"}, timeout=10)
         assert r.status_code == 200
         f.wait_for(lambda: f.get("/api/v1/status")["stored"]["metric_points"] >= 5, timeout=60)
-        assert f.get("/api/v1/status")["stored"] == {"logs": 0, "spans": 0, "metric_points": 5, "siem_events": 0, "links": 0}
+        assert f.get("/api/v1/status")["stored"] == {"logs": 0, "spans": 0, "metric_points": 5, "siem_events": 0, "links": 0,
+                                                      "prom_metadata": 0}
         assert f.metric("ferry_written_rows_total", table="otel_metrics_exponential_histogram") == 1
         assert f.metric("ferry_written_rows_total", table="otel_metrics_summary") == 1
     finally:

@@ -25,6 +25,7 @@ from ferry.receivers.otlp import decode
 from ferry.receivers.otlp._publish import publish_decoded, refuse_all
 from ferry.receivers.otlp.http import _response
 from ferry.status import as_ferry_error, retry_after, status_of
+from ferry.tenancy import tenant_of_headers
 
 _SERVICES = {
     "logs": ("opentelemetry.proto.collector.logs.v1.LogsService", decode.decode_logs),
@@ -61,7 +62,7 @@ def _export_handler(
                 if request is grpc.aio.EOF or len(request) > g.max_request_bytes:
                     raise TooLarge(f"request message over the {g.max_request_bytes}-byte limit")
                 md = dict(context.invocation_metadata() or ())
-                tenant = str(md.get("x-ferry-tenant", cfg.tenant))
+                tenant = tenant_of_headers(md, cfg.tenant)
                 decoded = await asyncio.to_thread(decoder, request, "protobuf", tenant=tenant, now_ns=time.time_ns())
                 await publish_decoded(js, signal, decoded, tenant, "otlp_grpc", request)
             except Exception as exc:

@@ -29,7 +29,9 @@ from ferry.receivers.backpressure import BackpressureMonitor
 from ferry.receivers.otlp import decode
 from ferry.receivers.otlp._connections import protocol as protocol  # the server side of this app
 from ferry.receivers.otlp._publish import publish_decoded, refuse_all
+from ferry.receivers.push_http import read_body
 from ferry.status import as_ferry_error, retry_after, status_of
+from ferry.tenancy import tenant_of_headers
 
 _DECODERS = {"logs": decode.decode_logs, "traces": decode.decode_traces, "metrics": decode.decode_metrics}
 
@@ -69,16 +71,7 @@ def _format_of(request: Request) -> str:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise TooLarge(f"request body of {declared} bytes is over the {limit}-byte limit")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"request body is over the {limit}-byte limit")
-        chunks.append(chunk)
-    body = b"".join(chunks)
+    body = await read_body(request, limit)
     encoding = request.headers.get("content-encoding", "").lower()
     if encoding in ("", "identity"):
         return body
@@ -137,7 +130,7 @@ def build_app(js: Bus, cfg: FerryConfig, monitor: BackpressureMonitor) -> Starle
                     raise Backpressure(f"more than {most} OTLP/HTTP requests in flight", retry_after=1)
                 monitor.check()
                 body = await _read_body(request, limit)
-                tenant = request.headers.get("x-ferry-tenant", cfg.tenant)
+                tenant = tenant_of_headers(request.headers, cfg.tenant)
                 decoded = await asyncio.to_thread(_DECODERS[signal], body, fmt, tenant=tenant, now_ns=time.time_ns())
                 await publish_decoded(js, signal, decoded, tenant, "otlp_http", body)
             except ClientDisconnect:

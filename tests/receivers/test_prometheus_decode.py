@@ -1,0 +1,112 @@
+"""The remote_write decoder: a WriteRequest built with the protocol's own messages comes back as
+otel_metrics_gauge rows (labels, values, staleness, exemplars) and prom_metadata rows; bad series alone refused.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import pytest
+
+from ferry.errors import BadRequest
+from ferry.receivers.prometheus import proto
+from ferry.receivers.prometheus.decode import decode_write
+from ferry.schema.tables import METRICS_GAUGE, PROM_METADATA
+
+STALE = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
+NOW = 1_700_000_000_000_000_000
+
+
+def _series(req: object, labels: dict[str, str], samples: list[tuple[float, int]] = ()) -> object:  # type: ignore[assignment]
+    ts = req.timeseries.add()  # type: ignore[attr-defined]
+    for k, v in labels.items():
+        ts.labels.add(name=k, value=v)
+    for v, t in samples:
+        ts.samples.add(value=v, timestamp=t)
+    return ts
+
+
+def test_samples_labels_and_special_values() -> None:
+    req = proto.WriteRequest()
+    _series(req, {"__name__": "http_requests_total", "instance": "a:1", "job": "api", "path": 'say "hi"\n\\'},
+            [(1.5, 1000), (0.0, 2000), (math.inf, 3000), (-math.inf, 4000), (STALE, 5000)])
+    _series(req, {"__name__": "no_job"}, [(float("nan"), 7)])
+    d = decode_write(req.SerializeToString(), tenant="t1", now_ns=NOW)
+    t = d.tables["otel_metrics_gauge"]
+    assert t.schema == METRICS_GAUGE and d.accepted == 6 and d.rejected == 0
+    assert t["MetricName"].to_pylist() == ["http_requests_total"] * 5 + ["no_job"]
+    assert t["Attributes"].to_pylist()[0] == [("instance", "a:1"), ("job", "api"), ("path", 'say "hi"\n\\')]
+    assert t["ServiceName"].to_pylist() == ["api"] * 5 + [""]
+    assert [x.value for x in t["TimeUnix"]] == [1000 * 10**6, 2000 * 10**6, 3000 * 10**6, 4000 * 10**6, 5000 * 10**6, 7 * 10**6]
+    assert {x.value for x in t["StartTimeUnix"]} == {0}
+    values = t["Value"].to_pylist()
+    assert values[:4] == [1.5, 0.0, math.inf, -math.inf] and math.isnan(values[5])
+    assert struct.pack("<d", values[4]) == struct.pack("<Q", 0x7FF0000000000002), "the staleness marker keeps its bits"
+    assert t["Flags"].to_pylist() == [0, 0, 0, 0, 1, 0]
+    assert set(t["ScopeName"].to_pylist()) == {"prometheus.remote_write"}
+    assert set(t["Source"].to_pylist()) == {"prometheus"} and set(t["Tenant"].to_pylist()) == {"t1"}
+    assert t["ResourceAttributes"].to_pylist() == [[]] * 6
+
+
+def test_exemplars_join_their_series_or_get_a_row_of_their_own() -> None:
+    req = proto.WriteRequest()
+    labels = {"__name__": "lat_bucket", "le": "0.5"}
+    _series(req, labels, [(3, 1000)])
+    ex = _series(req, labels).exemplars.add(value=0.2, timestamp=990)  # type: ignore[attr-defined]
+    ex.labels.add(name="trace_id", value="0af7651916cd43dd8448eb211c80319c")
+    ex.labels.add(name="span_id", value="b7ad6b7169203331")
+    lone = _series(req, {"__name__": "other"}).exemplars.add(value=9, timestamp=5000)  # type: ignore[attr-defined]
+    lone.labels.add(name="user", value="u1")
+    t = decode_write(req.SerializeToString(), tenant="t", now_ns=NOW).tables["otel_metrics_gauge"]
+    assert t.num_rows == 2
+    assert t["Exemplars.TraceId"].to_pylist() == [["0af7651916cd43dd8448eb211c80319c"], [""]]
+    assert t["Exemplars.SpanId"].to_pylist() == [["b7ad6b7169203331"], [""]]
+    assert t["Exemplars.Value"].to_pylist() == [[0.2], [9.0]]
+    assert t["Exemplars.FilteredAttributes"].to_pylist()[0] == [
+        [("trace_id", "0af7651916cd43dd8448eb211c80319c"), ("span_id", "b7ad6b7169203331")]]
+    assert [x.value for x in t["Exemplars.TimeUnix"][1]] == [5000 * 10**6]
+    assert t["Flags"].to_pylist() == [0, 2] and math.isnan(t["Value"][1].as_py())
+
+
+def test_metadata_rows() -> None:
+    req = proto.WriteRequest()
+    req.metadata.add(type=1, metric_family_name="http_requests", help="Requests.", unit="")
+    req.metadata.add(type=4, metric_family_name="gh", help="", unit="seconds")
+    t = decode_write(req.SerializeToString(), tenant="t", now_ns=NOW).tables["prom_metadata"]
+    assert t.schema == PROM_METADATA
+    assert t.select(["MetricFamily", "Type", "Help", "Unit"]).to_pylist() == [
+        {"MetricFamily": "http_requests", "Type": "counter", "Help": "Requests.", "Unit": ""},
+        {"MetricFamily": "gh", "Type": "gaugehistogram", "Help": "", "Unit": "seconds"},
+    ]
+
+
+@pytest.mark.parametrize(("labels", "says"), [
+    ({"job": "x"}, "no __name__ label"),
+    ({"__name__": "m", "": "v"}, "an empty label name"),
+    ({"__name__": "m", "a": "1", "b": "2"}, "a duplicate label name"),  # "b" renamed to "a" below
+])
+def test_a_bad_series_is_refused_alone(labels: dict[str, str], says: str) -> None:
+    req = proto.WriteRequest()
+    _series(req, {"__name__": "good"}, [(1, 1)])
+    bad = _series(req, labels, [(2, 2), (3, 3)])
+    if says == "a duplicate label name":
+        bad.labels[2].name = "a"  # type: ignore[attr-defined]
+    d = decode_write(req.SerializeToString(), tenant="t", now_ns=NOW)
+    assert d.tables["otel_metrics_gauge"]["MetricName"].to_pylist() == ["good"]
+    assert d.reasons == {"invalid_label": 2} and d.rejected == 2 and says in d.message
+
+
+def test_native_histograms_are_refused_with_their_reason() -> None:
+    req = proto.WriteRequest()
+    _series(req, {"__name__": "good"}, [(1, 1)])
+    _series(req, {"__name__": "nh"}).histograms.add(count_int=4, sum=2.0, schema=1, timestamp=5)  # type: ignore[attr-defined]
+    d = decode_write(req.SerializeToString(), tenant="t", now_ns=NOW)
+    assert d.reasons == {"native_histogram": 1} and "nh" in d.message
+    assert d.tables["otel_metrics_gauge"].num_rows == 1
+
+
+def test_garbage_is_a_bad_request() -> None:
+    with pytest.raises(BadRequest, match="prometheus.WriteRequest"):
+        decode_write(b"\x0a\x40not a write request", tenant="t", now_ns=NOW)
+    assert decode_write(b"", tenant="t", now_ns=NOW).tables == {}
