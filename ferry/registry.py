@@ -85,6 +85,7 @@ COMPONENTS: list[Component] = [
     Component("loki", "receiver", "ferry.receivers.loki", "receivers.loki", "ingest", 0, ("logging",)),
     Component("parser", "stage", "ferry.stages.parser", None, "parser", 1),
     Component("router", "stage", "ferry.stages.router", None, "parser", 1),
+    Component("spanmetrics", "stage", "ferry.stages.spanmetrics", None, "parser", 1),
     Component("writer", "stage", "ferry.stages.writer", None, "store", 2),
 ]
 

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import orjson
+import pyarrow as pa
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -33,6 +34,7 @@ from ferry.query.timerange import parse_since, parse_time, shown
 from ferry.status import retry_after, status_of
 from ferry.store import QueryLimits, Store
 from ferry.telemetry import FILE_ONLY, metrics
+from ferry.ui import routes as ui
 
 LOG_COLUMNS = (
     "toUnixTimestamp64Nano(Timestamp) AS time_ns, ServiceName AS service, SeverityText AS level, "
@@ -170,7 +172,7 @@ def _log_unexpected(handler: str, e: Exception) -> None:
     log.error("API %s failed", handler, exc_info=e, extra=FILE_ONLY)
 
 
-def _guard(fn: Callable[[Request], Awaitable[Any]]) -> Handler:
+def guard(fn: Callable[[Request], Awaitable[Any]]) -> Handler:
     """A JSON handler whose every answer is counted by outcome and whose failures are answered in
     ferry's words with a bounded status (see _failure)."""
     handler = fn.__name__
@@ -280,12 +282,19 @@ def build_app(
     async def rows(sql: str) -> list[dict[str, Any]]:
         """An API read: waits its turn, then runs under `limits`. The wait is bounded by half the
         query limit, so that a request's whole time stays within 1.5 x max_query_seconds (+ grace)."""
+        return await read(store.read_rows, sql)
+
+    async def arrow(sql: str) -> pa.Table:
+        """`rows` answering one Arrow table."""
+        return await read(store.read_arrow, sql)
+
+    async def read(reader: Callable[[str, QueryLimits], Any], sql: str) -> Any:
         try:
             await asyncio.wait_for(turns.acquire(), api.max_query_seconds / 2)
         except TimeoutError:
             raise Backpressure("the store is busy with other queries; retry later", RETRY_AFTER_S) from None
         metrics.api_queries_running.inc()
-        job = asyncio.get_running_loop().run_in_executor(readers, store.read_rows, sql, limits)
+        job = asyncio.get_running_loop().run_in_executor(readers, reader, sql, limits)
         job.add_done_callback(done)
         try:
             return await asyncio.wait_for(asyncio.shield(job), limits.max_seconds + grace_s)
@@ -414,9 +423,14 @@ def build_app(
                        for r in found if r["field"]],
         }
 
+    async def root(request: Request) -> Response:
+        """The web UI's start page for a browser; the API index for a client that asks for JSON."""
+        if "application/json" in request.headers.get("accept", ""):
+            return await index(request)
+        return ui.start_page()
+
     async def index(request: Request) -> Response:
-        """What this port serves, for a person who opens it in a browser (the web UI will replace
-        this page) or a client that asks for JSON."""
+        """What the API serves, as a page that links its routes or, asked for JSON, as JSON."""
         if "application/json" in request.headers.get("accept", ""):
             return _json({"name": "ferry API", "docs": "docs/api.md",
                           "routes": [{"path": p, "about": a} for p, a, _ in discover.API_ROUTES]})
@@ -461,25 +475,28 @@ def build_app(
     async def health(_: Request) -> Response:
         return _json({"status": "ok"})
 
-    ctx = ApiContext(rows=rows, limits=limits, store=store, tenant=tenant)
+    ctx = ApiContext(rows=rows, limits=limits, store=store, tenant=tenant,
+                     arrow=arrow if hasattr(store, "read_arrow") else None)
     app = Starlette(
         routes=[
             # The ecosystem's APIs, each mounted where Grafana's data source of that kind looks.
             *compat_routes(ctx),
-            Route("/api/v1/logs", _guard(search)),
-            Route("/api/v1/logs/count", _guard(count)),
-            Route("/api/v1/logs/tail", _guard(tail)),
-            Route("/api/v1/siem/events", _guard(siem_search)),
-            Route("/api/v1/siem/events/count", _guard(siem_count)),
-            Route("/api/v1/related", _guard(related)),
-            Route("/api/v1/traces/{trace_id}", _guard(trace)),
-            Route("/api/v1/metrics/series", _guard(series)),
-            Route("/api/v1/metrics", _guard(metric_names)),
-            Route("/api/v1/services", _guard(services)),
-            Route("/api/v1/fields", _guard(fields)),
-            Route("/", index),
-            Route("/api/v1/status", _guard(status)),
-            Route("/api/v1/pipeline", _guard(pipeline_view)),
+            Route("/api/v1/logs", guard(search)),
+            Route("/api/v1/logs/count", guard(count)),
+            Route("/api/v1/logs/tail", guard(tail)),
+            Route("/api/v1/siem/events", guard(siem_search)),
+            Route("/api/v1/siem/events/count", guard(siem_count)),
+            Route("/api/v1/related", guard(related)),
+            Route("/api/v1/traces/{trace_id}", guard(trace)),
+            Route("/api/v1/metrics/series", guard(series)),
+            Route("/api/v1/metrics", guard(metric_names)),
+            Route("/api/v1/services", guard(services)),
+            Route("/api/v1/fields", guard(fields)),
+            Route("/", root),
+            Route("/api", index),
+            *ui.routes(),
+            Route("/api/v1/status", guard(status)),
+            Route("/api/v1/pipeline", guard(pipeline_view)),
             Route("/metrics", prom),
             Route("/healthz", health),
         ]

@@ -9,17 +9,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
 from starlette.requests import Request
 
 from ferry.store import QueryLimits, Store
 from ferry.store.sql import literal
 from ferry.tenancy import tenant_of_headers
 
-__all__ = ["ApiContext", "Rows", "tenant_of_headers"]
+__all__ = ["ApiContext", "Arrow", "Rows", "tenant_of_headers"]
 
 # An API read: waits its turn, runs under the caps; QueryTimeout / QueryTooBig / StoreQueryFailed /
 # Backpressure (ferry/errors.py) when it fails.
 Rows = Callable[[str], Awaitable[list[dict[str, Any]]]]
+# The same read answering one Arrow table (the PromQL engine's sample reads: no per-row parsing).
+Arrow = Callable[[str], Awaitable[pa.Table]]
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class ApiContext:
     limits: QueryLimits
     store: Store
     tenant: str = "default"  # config `tenant`: the tenant of a request that names none
+    arrow: Arrow | None = None  # None: a store without read_arrow; readers use `rows`
 
     def tenant_of(self, request: Request) -> str:
         """The tenant a request reads or writes: `X-Scope-OrgID` (as Loki, Mimir and Tempo read it),

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import orjson
+import pyarrow as pa
 from starlette.datastructures import MultiDict
 from starlette.requests import Request
 from starlette.responses import Response
@@ -192,7 +193,11 @@ def routes(ctx: ApiContext) -> list[BaseRoute]:
         async def rows(sql: str) -> list[dict[str, Any]]:
             return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(ctx.rows(sql), loop))
 
-        source = PromStore(rows, ctx.tenant_of(request), scope=ctx)
+        async def arrow(sql: str) -> pa.Table:
+            assert ctx.arrow is not None
+            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(ctx.arrow(sql), loop))
+
+        source = PromStore(rows, ctx.tenant_of(request), scope=ctx, arrow=arrow if ctx.arrow is not None else None)
         return await _within(asyncio.to_thread(asyncio.run, run(source)), params)
 
     async def query(request: Request, params: MultiDict) -> Any:

@@ -254,6 +254,14 @@ class OwnTelemetryConfig(_Section):
         return v.upper() if isinstance(v, str) else v
 
 
+class UiConfig(_Section):
+    dashboards_dir: Path | None = Field(
+        None,
+        description="Folder of dashboard YAML files (docs/dashboards.md), re-read within 2 s of a change; unset = "
+        "<data_dir>/dashboards. The shipped dashboards are always served; a file of the same name replaces one.",
+    )
+
+
 class _FerryCommon(_Section):
     data_dir: Path = Field(Path("./ferry-data"), description="Where the bus and the store keep data.")
     listen: str = Field(
@@ -272,6 +280,7 @@ class _FerryCommon(_Section):
     parser: ParserRoleConfig = ParserRoleConfig()
     pipeline: PipelineConfig = PipelineConfig()
     own_telemetry: OwnTelemetryConfig = OwnTelemetryConfig()
+    ui: UiConfig = UiConfig()
 
 
 # The stages' sections (parser, writer) are their packages' config.py models, from the registry.

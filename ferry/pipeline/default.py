@@ -52,6 +52,8 @@ STAGES: dict[str, dict[str, Any]] = {
     },
     "metrics_parser": {"kind": "parser", "inputs": ["metrics"], "outputs": ["metrics_commit"]},
     "trace_parser": {"kind": "parser", "inputs": ["tracing"], "outputs": ["trace_commit"]},
+    # RED metrics and the service graph from every span (before any sampling), as delta metric points.
+    "spanmetrics": {"kind": "spanmetrics", "inputs": ["tracing"], "outputs": ["metrics_commit"]},
     "writer": {"kind": "writer", "inputs": ["log_commit", "log_replicate", "metrics_commit", "trace_commit"]},
     "siem_writer": {"kind": "writer", "inputs": ["siemapp_commit", "siemos_commit"], "table": "siem_events"},
 }

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from ferry.query.promql.source import STALE_NAN, Hint, Matcher, Series
 from ferry.store.sql import literal
 
 Rows = Callable[[str], Awaitable[list[dict[str, Any]]]]
+Arrow = Callable[[str], Awaitable[pa.Table]]
 
 # Rows the remote_write receiver stored: their labels come back exactly as written, no OTLP naming.
 RW_SCOPE = "prometheus.remote_write"
@@ -222,9 +224,11 @@ class PromStore:
     # A dashboard refresh sends many queries at once; they share the metric catalogue this long.
     CATALOG_TTL_S = 5.0
 
-    def __init__(self, rows: Rows, tenant: str, scope: object = None) -> None:
-        """`scope`: what the catalogue is shared across (one per store; `rows` itself by default)."""
+    def __init__(self, rows: Rows, tenant: str, scope: object = None, arrow: Arrow | None = None) -> None:
+        """`scope`: what the catalogue is shared across (one per store; `rows` itself by default).
+        `arrow`: the same reader answering Arrow, for the sample reads (else they go through `rows`)."""
         self.rows = rows
+        self.arrow = arrow
         self.tenant = tenant
         self.scope = scope if scope is not None else rows
 
@@ -312,8 +316,10 @@ class PromStore:
         stale = f"groupArrayIf({_ms()}, bitAnd(Flags, {_NO_VALUE}) != 0) AS stale"
         source = f"otel_metrics_gauge WHERE {' AND '.join(where)} GROUP BY ServiceName, MetricName, Attributes"
         if thin_step_ms is None:
-            return (f"SELECT {lab}, toUInt8(0) AS delta, [] :: Array(Float64) AS base, groupArray({_ms()}) AS ts, "
-                    f"groupArray(Value) AS vs, {stale} FROM {source}")
+            # Sorted here (at no measurable cost): the parts the samples come from interleave, and
+            # sorted series need no work of their own in Python (_arrow_series).
+            return (f"SELECT {lab}, toUInt8(0) AS delta, [] :: Array(Float64) AS base, arraySort(groupArray({_ms()})) AS ts, "
+                    f"arraySort((v, t) -> t, groupArray(Value), groupArray({_ms()})) AS vs, {stale} FROM {source}")
         # Sorted per series, a sample is kept when the next one falls after the next evaluation time.
         # (Arrays per series: grouping by series and step instead was five times slower.)
         k = f"intDiv(toInt64({int(end_ms)}) - x, {int(thin_step_ms)})" if thin_step_ms > 0 else "0"
@@ -420,8 +426,10 @@ class PromStore:
         selects = self._selects(fams, matchers, start_ms, end_ms, samples=True, thin_step_ms=thin)
         if not selects:
             return []
-        sql = " UNION ALL ".join(selects) + " SETTINGS output_format_json_quote_denormals = 1, optimize_aggregation_in_order = 1"
-        return _to_series(await self.rows(sql))
+        sql = " UNION ALL ".join(selects) + " SETTINGS optimize_aggregation_in_order = 1"
+        if self.arrow is not None:
+            return _arrow_series(await self.arrow(sql + ", output_format_arrow_string_as_string = 1"))
+        return _to_series(await self.rows(sql + ", output_format_json_quote_denormals = 1"))
 
     # --- metadata reads ------------------------------------------------------------------------------
     async def series_labels(self, selectors: list[list[Matcher]], start_ms: int, end_ms: int) -> list[dict[str, str]]:
@@ -558,6 +566,41 @@ def _floats(values: list[Any]) -> np.ndarray:
         return np.array([float(x) for x in values], dtype=np.float64)
 
 
+def _flat(table: pa.Table, name: str, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    """A list column as (all elements end to end, n + 1 offsets into them)."""
+    col = table.column(name).combine_chunks()
+    offs = col.offsets.to_numpy().astype(np.int64)
+    values = col.values.to_numpy().astype(dtype, copy=False)
+    return values[offs[0]:offs[-1]], offs - offs[0]
+
+
+def _arrow_series(table: pa.Table) -> list[Series]:
+    """_to_series over the SELECTs' answer as Arrow. Plain rows (no delta points, no staleness
+    markers, samples strictly in order) become views into two flat arrays, with no work per sample;
+    the others, and every row when two rows share a label set, go through _to_series."""
+    if table.num_rows == 0:
+        return []
+    labels = [dict(x) for x in table.column("labels").to_pylist()]
+    ts, offs = _flat(table, "ts", np.int64)
+    vs, voffs = _flat(table, "vs", np.float64)
+    base, boffs = _flat(table, "base", np.float64)
+    stale, soffs = _flat(table, "stale", np.int64)
+    delta = table.column("delta").to_numpy()
+    n = len(labels)
+    plain = (delta == 0) & (np.diff(soffs) == 0) & (np.diff(offs) == np.diff(voffs))
+    # A row is out of order where a sample does not follow the one before it in the same row.
+    after = np.flatnonzero(np.diff(ts) <= 0) + 1
+    after = after[~np.isin(after, offs)]
+    plain[np.searchsorted(offs, after, side="right") - 1] = False
+    keys = {tuple(sorted(x.items())) for x in labels}
+    if len(keys) < n:
+        plain[:] = False
+    out = [Series(labels=labels[i], t=ts[offs[i]:offs[i + 1]], v=vs[offs[i]:offs[i + 1]]) for i in np.flatnonzero(plain)]
+    rest = [{"labels": labels[i], "delta": int(delta[i]), "ts": ts[offs[i]:offs[i + 1]], "vs": vs[voffs[i]:voffs[i + 1]],
+             "base": base[boffs[i]:boffs[i + 1]], "stale": stale[soffs[i]:soffs[i + 1]]} for i in np.flatnonzero(~plain)]
+    return out + _to_series(rest)
+
+
 def _to_series(found: list[dict[str, Any]]) -> list[Series]:
     """Rows of the series SELECTs to Series: sorted, one sample per timestamp, delta points summed
     onto their base, staleness markers in place; rows whose labels came out equal are one series."""
@@ -570,7 +613,7 @@ def _to_series(found: list[dict[str, Any]]) -> list[Series]:
         t, v = t[order], v[order]
         stale = np.isin(t, stale_t) if len(stale_t) else np.zeros(len(t), bool)
         if int(r["delta"]):
-            base = float(_floats(r["base"]).sum()) if r["base"] else 0.0
+            base = float(_floats(r["base"]).sum()) if len(r["base"]) else 0.0
             v = base + np.cumsum(np.where(stale, 0.0, v))
         if stale.any():
             v = np.where(stale, STALE_NAN, v)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable
@@ -175,6 +176,8 @@ async def run_store(cfg: FerryConfig, index: int = 0) -> None:
     lag_task = asyncio.create_task(refresh_lag())
     telemetry = await own.start(js, cfg, registry.STORE_ROLE,
                                 page=lambda: metrics.render(metrics.CallbackCollector(gauges)))
+    # The dashboards folder the API serves (ferry/dashboards reads it from here: the API gets no config).
+    os.environ["FERRY_DASHBOARDS_DIR"] = str(cfg.ui.dashboards_dir or cfg.data_dir / "dashboards")
     sock = listening(socket.SOCK_STREAM, cfg.listen, cfg.api.port)
     api = http_server(build_app(store, gauges, cfg.api, cfg.listen, pipeline=view.snapshot, tenant=cfg.tenant), sock)
     api_task = asyncio.create_task(api.serve(sockets=[sock]))

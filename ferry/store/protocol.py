@@ -78,6 +78,10 @@ class Store(Protocol):
         message fit for a client, when it fails."""
         ...
 
+    def read_arrow(self, sql: str, limits: QueryLimits) -> pa.Table:
+        """read_rows as one Arrow table (the PromQL engine's sample reads), same caps and errors."""
+        ...
+
     def insert(self, table: str, rows: pa.Table) -> None:
         """Insert decoded rows as they are (no exactly-once check); RetryableError when it fails."""
         ...

@@ -43,7 +43,7 @@ log = logging.getLogger("ferry.events")
 SIGNALS = ("logs", "traces", "metrics")
 COMPONENTS = frozenset({
     "otlp_http", "otlp_grpc", "syslog", "syslog_udp", "syslog_tcp", "prometheus", "loki",  # receivers
-    "parser", "writer", "router", "sampler", "exporter",  # stages, present and coming
+    "parser", "writer", "router", "spanmetrics", "sampler", "exporter",  # stages, present and coming
     "publish", "store", "api", "own_telemetry",  # internal parts (own_telemetry: ferry's logs and metrics into itself)
 })
 OTHER = "other"

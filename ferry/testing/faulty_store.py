@@ -60,6 +60,9 @@ class FaultyStore:
     def read_rows(self, sql: str, limits: QueryLimits) -> list[dict[str, object]]:
         return self.inner.read_rows(sql, limits)
 
+    def read_arrow(self, sql: str, limits: QueryLimits) -> pa.Table:
+        return self.inner.read_arrow(sql, limits)
+
     def insert(self, table: str, rows: pa.Table) -> None:
         self._check()
         self.inner.insert(table, rows)

@@ -290,13 +290,17 @@ def test_taken_port_is_named_with_its_setting(tmp_path: Path) -> None:
 
 
 def test_api_root_names_the_api_and_its_routes(ferry: FerryProcess) -> None:
-    """`GET /` in a browser is a small page linking the routes; a JSON client gets the same as JSON."""
-    r = httpx.get(ferry.api + "/")
+    """`GET /api` in a browser is a small page linking the routes; a JSON client gets the same as
+    JSON, at `/api` and at `/` (where a browser gets the web UI)."""
+    r = httpx.get(ferry.api + "/api")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert "ferry API" in r.text and '<a href="/api/v1/status">' in r.text and "docs/api.md" in r.text
-    j = httpx.get(ferry.api + "/", headers={"Accept": "application/json"}).json()
-    paths = [x["path"] for x in j["routes"]]
-    assert j["name"] == "ferry API" and "/api/v1/services" in paths and "/api/v1/fields?service=" in paths
+    for path in ("/api", "/"):
+        j = httpx.get(ferry.api + path, headers={"Accept": "application/json"}).json()
+        paths = [x["path"] for x in j["routes"]]
+        assert j["name"] == "ferry API" and "/api/v1/services" in paths and "/api/v1/fields?service=" in paths
+    page = httpx.get(ferry.api + "/")
+    assert page.status_code == 200 and "<title>Logs · ferry</title>" in page.text
 
 
 def test_levels_shown_as_sent_and_json_without_cursor_fields(ferry: FerryProcess) -> None:

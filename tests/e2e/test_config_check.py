@@ -79,4 +79,4 @@ pipeline:
     assert "pipeline.stages.log_parser.transforms[0] (line 5): Input tag 'jsno'" in err, err
     assert "pipeline.stages.log_parser.transforms[1].pattern (line 6)" in err and "named group" in err, err
     assert "pipeline.stages.log_parser.transforms[2] (line 7)" in err and "not a valid query" in err, err
-    assert "pipeline.stages.odd (line 8): Input tag 'sampler'" in err and "'parser', 'router', 'writer'" in err, err
+    assert "pipeline.stages.odd (line 8): Input tag 'sampler'" in err and "'parser', 'router', 'spanmetrics', 'writer'" in err, err

@@ -211,12 +211,16 @@ class Evaluator:
         matchers = selector_matchers(vs)
         series = sorted_series(await self.source.select(matchers, int(ref.min()) - rng, int(ref.max()),
                                                         hint or Hint(range_ms=rng, step_ms=self.step)))
-        out = []
-        for x in series:
-            keep = ~is_stale(x.v)
-            out.append(RangeSeries(dict(x.labels), x.t[keep], x.v[keep]))
+        # End to end once, staleness markers dropped in one pass; the series are views into that.
+        tt, vv, starts = concat_series([x.t for x in series], [x.v for x in series])
+        keep = ~is_stale(vv)
+        if not keep.all():
+            tt, vv = tt[keep], vv[keep]
+            starts = np.concatenate([[0], np.cumsum(keep)])[starts]
+        out = [RangeSeries(dict(x.labels), tt[starts[i]:starts[i + 1]], vv[starts[i]:starts[i + 1]])
+               for i, x in enumerate(series)]
         return RangeArg(out, ref, rng, td_ms(vs.offset),
-                        [(m.name, m.op, m.value) for m in matchers])
+                        [(m.name, m.op, m.value) for m in matchers], flat=(tt, vv, starts))
 
     async def pushed_down(self, name: str, ms: Any, steps: np.ndarray, hint: Hint) -> Vec | None:
         """The range function evaluated by the source itself, when it offers that (RangeFunctionSource)."""

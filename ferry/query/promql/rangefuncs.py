@@ -73,34 +73,58 @@ def _scatter(shape: tuple[int, ...], rr: np.ndarray, cc: np.ndarray, res: np.nda
     return out
 
 
+# Rows of cells computed together: small enough that a block's temporaries are reused from the
+# allocator and stay in cache (measured, 6,000 series x 700 steps: 0.1 s in blocks of 60k cells,
+# 0.26-1.25 s all at once).
+_ROW_BLOCK_CELLS = 60_000
+
+
 def extrapolated_rate(arg: RangeArg, is_counter: bool, is_rate: bool) -> tuple[np.ndarray, np.ndarray]:
     """Prometheus' extrapolatedRate (rate, increase, delta), for every series and step."""
-    tt, vv, a, _, starts = arg.windows()
-    present, rr, cc, lo, hi = _cells(arg, 2)
-    if len(rr) == 0:
-        return np.full(a.shape, np.nan), present
+    tt, vv, a, b, starts = arg.windows()
+    present = (b - a) >= 2
+    out = np.full(a.shape, np.nan)
+    if not present.any():
+        return out, present
+    # corr[i]: what a counter reset between samples i-1 and i adds back (not across series).
+    drop = np.zeros(len(vv), dtype=bool)
+    if is_counter:
+        drop[1:] = vv[1:] < vv[:-1]
+        drop[starts[:-1][starts[:-1] < len(vv)]] = False
+    resets = None
+    if drop.any():
+        corr = np.zeros(len(vv))
+        corr[drop] = vv[np.flatnonzero(drop) - 1]
+        resets = (np.concatenate([[0], np.cumsum(drop)]), corr)
+    rows = max(1, _ROW_BLOCK_CELLS // max(1, a.shape[1]))
+    for r in range(0, a.shape[0], rows):
+        blk = slice(r, r + rows)
+        out[blk] = _rate_block(arg, tt, vv, a[blk], b[blk], present[blk], resets, is_counter, is_rate)
+    return out, present
+
+
+def _rate_block(arg: RangeArg, tt: np.ndarray, vv: np.ndarray, a: np.ndarray, b: np.ndarray, present: np.ndarray,
+                resets: tuple[np.ndarray, np.ndarray] | None, is_counter: bool, is_rate: bool) -> np.ndarray:
+    # Every cell computed ([rows x steps], no gather of the present ones and scatter back): windows
+    # of fewer than two samples read a valid index and are masked at the end.
+    lo = np.where(present, a, 0)
+    hi = np.where(present, b, 2)
+    ref = arg.ref[None, :]
     first, last = vv[lo], vv[hi - 1]
     tf, tl = tt[lo], tt[hi - 1]
     with np.errstate(all="ignore"):
         result = last - first
-        if is_counter:
-            # corr[i]: what a counter reset between samples i-1 and i adds back (not across series).
-            drop = np.zeros(len(vv), dtype=bool)
-            drop[1:] = vv[1:] < vv[:-1]
-            drop[starts[:-1][starts[:-1] < len(vv)]] = False
-            pn = np.concatenate([[0], np.cumsum(drop)])
-            has = (pn[hi] - pn[lo + 1]) > 0
+        if resets is not None:
+            pn, corr = resets
+            has = present & ((pn[hi] - pn[lo + 1]) > 0)
             if has.any():
                 # Added one reset at a time, in order, as Prometheus does.
-                corr = np.zeros(len(vv))
-                corr[drop] = vv[np.flatnonzero(drop) - 1]
                 hl, hh = lo[has] + 1, hi[has]
                 acc = result[has]
                 for j in range(int((hh - hl).max())):
                     live = hl + j < hh
                     acc = np.where(live, acc + corr[np.where(live, hl + j, 0)], acc)
                 result[has] = acc
-        ref = arg.ref[cc]
         dur_start = (tf - (ref - arg.range_ms)) / 1000.0
         dur_end = (ref - tl) / 1000.0
         sampled = (tl - tf) / 1000.0
@@ -116,7 +140,8 @@ def extrapolated_rate(arg: RangeArg, is_counter: bool, is_rate: bool) -> tuple[n
         if is_rate:
             factor = factor / (arg.range_ms / 1000.0)
         result = result * factor
-    return _scatter(a.shape, rr, cc, result), present
+    result[~present] = np.nan
+    return result
 
 
 def instant_value(arg: RangeArg, is_rate: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -52,15 +52,15 @@ class RangeArg:
     range_ms: int
     offset_ms: int = 0
     selector_matchers: list[tuple[str, str, str]] | None = None  # for absent_over_time's labels
+    flat: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # concat_series of `series`, if known
     _win: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     def windows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(T, V, a, b, starts): all samples concatenated, and per series and step the slice
         [a, b) of T/V inside the window. Computed once."""
         if self._win is None:
-            tt, vv, starts = concat_series([x.t for x in self.series], [x.v for x in self.series])
-            a = search_rows(tt, starts, self.ref - self.range_ms, "left")
-            b = search_rows(tt, starts, self.ref, "right")
+            tt, vv, starts = self.flat or concat_series([x.t for x in self.series], [x.v for x in self.series])
+            a, b = search_rows_many(tt, starts, [(self.ref - self.range_ms, "left"), (self.ref, "right")])
             self._win = (tt, vv, a, b, starts)
         return self._win
 
@@ -77,16 +77,59 @@ def concat_series(ts: list[np.ndarray], vs: list[np.ndarray]) -> tuple[np.ndarra
 
 def search_rows(tt: np.ndarray, starts: np.ndarray, q: np.ndarray, side: str) -> np.ndarray:
     """np.searchsorted of the times Q [S] in every series' slice of TT at once, as absolute indexes
-    into TT ([n, S]): each series' times are shifted into a band of their own, one search."""
+    into TT ([n, S])."""
+    return search_rows_many(tt, starts, [(q, side)])[0]
+
+
+# Series sharing one timestamp grid are searched once per grid when there are at most this many grids
+# per series (typical: every series of one scrape target has its target's timestamps).
+_MAX_GRIDS_PER_SERIES = 0.25
+
+
+def _grids(tt: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(grid id of each series, its first series) when series fall into few groups of identical
+    timestamps, else None."""
+    n = len(starts) - 1
+    lens = np.diff(starts)
+    if n < 8 or (lens == 0).any():
+        return None
+    # Candidates by (length, first, last, sum of times); equality is then checked exactly.
+    fp = np.stack([lens, tt[starts[:-1]], tt[starts[1:] - 1], np.add.reduceat(tt, starts[:-1])], axis=1)
+    _, rep, gid = np.unique(fp, axis=0, return_index=True, return_inverse=True)
+    gid = gid.reshape(-1)
+    if len(rep) > max(1, int(n * _MAX_GRIDS_PER_SERIES)):
+        return None
+    for g, r in enumerate(rep):
+        rows = np.flatnonzero(gid == g)
+        length = int(lens[r])
+        block = tt[starts[rows][:, None] + np.arange(length)[None, :]]
+        if not (block == tt[starts[r]:starts[r] + length][None, :]).all():
+            return None
+    return gid, rep
+
+
+def search_rows_many(tt: np.ndarray, starts: np.ndarray, queries: list[tuple[np.ndarray, str]]) -> list[np.ndarray]:
+    """search_rows for several (times, side) queries over the same series, sharing the work: series
+    with one timestamp grid are searched once per grid; otherwise each series' times are shifted
+    into a band of their own, one search."""
     n = len(starts) - 1
     if n == 0 or len(tt) == 0:
-        return np.broadcast_to(starts[:-1, None], (n, len(q))).copy()
-    base = min(int(tt.min()), int(q.min()))
-    span = max(int(tt.max()), int(q.max())) - base + 1
+        return [np.broadcast_to(starts[:-1, None], (n, len(q))).copy() for q, _ in queries]
+    grids = _grids(tt, starts)
+    if grids is not None:
+        gid, rep = grids
+        out = []
+        for q, side in queries:
+            per_grid = np.stack([np.searchsorted(tt[starts[r]:starts[r + 1]], q, side=side) for r in rep])  # type: ignore[call-overload]
+            out.append(per_grid[gid] + starts[:-1, None])
+        return out
+    lo = min(int(tt.min()), min(int(q.min()) for q, _ in queries))
+    span = max(int(tt.max()), max(int(q.max()) for q, _ in queries)) - lo + 1
     sid = np.repeat(np.arange(n, dtype=np.int64), np.diff(starts))
-    key = sid * span + (tt - base)
-    qq = np.arange(n, dtype=np.int64)[:, None] * span + (q - base)[None, :]
-    return np.searchsorted(key, qq.ravel(), side=side).reshape(n, len(q))  # type: ignore[call-overload]
+    key = sid * span + (tt - lo)
+    band = np.arange(n, dtype=np.int64)[:, None] * span
+    return [np.searchsorted(key, (band + (q - lo)[None, :]).ravel(), side=side).reshape(n, len(q))  # type: ignore[call-overload]
+            for q, side in queries]
 
 
 Value = Vec | Scal | Str | RangeArg
