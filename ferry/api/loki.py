@@ -43,6 +43,8 @@ MAX_LABEL_VALUES = 5000
 MAX_SERIES = 10_000
 CATEGORIZE_HEADER = "x-loki-response-encoding-flags"
 TAIL_POLL_S = 1.0
+# Tails open at once (Loki's max_concurrent_tail_requests defaults to 10).
+MAX_TAILS = 32
 BUILD_VERSION = "3.1.0"  # the Loki API level this answers as (Grafana reads it to enable features)
 
 Params = ImmutableMultiDict[str, str]
@@ -424,7 +426,22 @@ def routes(ctx: ApiContext) -> list[BaseRoute]:
     async def ready(_: Request, __: Params) -> Any:
         return PlainTextResponse("ready")
 
+    tails = [0]  # open tail sockets: each polls the store every TAIL_POLL_S on the API's query pool
+
     async def tail(ws: WebSocket) -> None:
+        if tails[0] >= MAX_TAILS:
+            # As Loki's max_concurrent_tail_requests: more tails would take every query turn the API has.
+            metrics.api_requests.labels("loki_tail", "busy").inc()
+            await ws.accept()  # so that the client reads why
+            await ws.close(code=1013, reason=f"more than {MAX_TAILS} tails are open; try again later")
+            return
+        tails[0] += 1
+        try:
+            await _tail(ws)
+        finally:
+            tails[0] -= 1
+
+    async def _tail(ws: WebSocket) -> None:
         await ws.accept()
         params: Params = ImmutableMultiDict(list(ws.query_params.multi_items()))
         try:

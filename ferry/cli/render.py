@@ -121,11 +121,11 @@ def pipeline(data: dict[str, Any]) -> list[str]:
         out.append(f"  {t['name']:<20} {t['signal']:<8} {_num(t['batches']):>7} {size:>9} {_num(t['rate_in']):>6}  "
                    f"{', '.join(t['writers']) or '(nothing here)':<37} {', '.join(t['readers']) or '-'}")
     out.append("")
-    out.append("Stages                 kind     workers  lag (batches)         out/s  inputs -> outputs")
+    out.append("Stages                 kind        workers  lag (batches)         out/s  inputs -> outputs")
     for s in data["stages"]:
         lag = sum(v for v in s["lag"].values() if v is not None) if s["lag"] else None
         outs = ", ".join(s["outputs"]) or f"store ({s.get('table') or 'the table each batch names'})"
-        out.append(f"  {s['name']:<20} {s['kind']:<8} {s['workers']:>7}  {_num(lag):>13} {_num(s['rate_out']):>13}  "
+        out.append(f"  {s['name']:<20} {s['kind']:<11} {s['workers']:>7}  {_num(lag):>13} {_num(s['rate_out']):>13}  "
                    f"{', '.join(s['inputs'])} -> {outs}")
         extra = []
         if s["transforms"]:

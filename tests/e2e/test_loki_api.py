@@ -269,3 +269,33 @@ def test_tail_with_a_bad_query_closes_with_the_reason(ferry: FerryProcess) -> No
 
     closed = asyncio.run(go())
     assert closed.rcvd is not None and closed.rcvd.code == 1008 and "parse error" in closed.rcvd.reason
+
+
+def test_tails_past_the_cap_are_closed_with_the_reason_and_others_keep_working(ferry: FerryProcess) -> None:
+    """More open tails than the cap would take every query turn the API has: the one past it is
+    closed at once (1013, try again later) and counted, and a normal query is still answered."""
+    from ferry.api.loki import MAX_TAILS
+
+    url = (ferry.api.replace("http://", "ws://") + "/loki/api/v1/tail?" +
+           str(httpx.QueryParams(query=f'{{service_name="{APP}"}} |= "nothing-matches-this"')))
+
+    async def go() -> websockets.ConnectionClosed:
+        held = [await websockets.connect(url) for _ in range(MAX_TAILS)]
+        try:
+            async with websockets.connect(url) as extra:
+                try:
+                    await asyncio.wait_for(extra.recv(), timeout=10)
+                except websockets.ConnectionClosed as e:
+                    r = await asyncio.to_thread(loki, ferry, "labels")
+                    assert r.status_code == 200, r.text
+                    return e
+            raise AssertionError("the tail past the cap stayed open")
+        finally:
+            for ws in held:
+                await ws.close()
+
+    closed = asyncio.run(go())
+    assert closed.rcvd is not None and closed.rcvd.code == 1013 and f"more than {MAX_TAILS} tails" in closed.rcvd.reason
+    page = httpx.get(ferry.api + "/metrics", timeout=10).text
+    assert any('handler="loki_tail"' in ln and 'outcome="busy"' in ln and ln.endswith(" 1.0")
+               for ln in page.splitlines() if ln.startswith("ferry_api_requests_total")), page[:2000]

@@ -127,6 +127,9 @@ def test_readme_tour_runs_as_written(ferry: FerryProcess) -> None:
     ferry.wait_for(lambda: (s := ferry.get("/api/v1/status")["stored"])["logs"] >= 3 and s["spans"] >= 2
                    and s["metric_points"] >= 1, timeout=60)
     ferry.wait_for(lambda: ferry.get(f"/api/v1/traces/{trace_id}")["logs"], timeout=30)
+    # ...including the span metrics computed from the two spans (2 call series + 2 duration series).
+    ferry.wait_for(lambda: any(r["service"] == "checkout" and int(r["metric_points"]) >= 5
+                               for r in ferry.get("/api/v1/services?since=1h")["services"]), timeout=30)
 
     for line, shown in commands:
         if line.startswith("curl "):
