@@ -5,12 +5,16 @@ to both, oldest first; then each dashboard query runs as a range query over the 
 times against each. Prints p50/p99 per query, the ratio ferry/Prometheus (goal <= 1.0) and whether the
 two answers agree (ferry.testing.promql_suite.compare, relative tolerance 1e-6).
 
-    .venv/bin/python bench/promql_vs_prometheus.py [--hours 6] [--runs 5] [--series-scale 1.0]
+    .venv/bin/python bench/promql_vs_prometheus.py [--hours 6] [--runs 5] [--series-scale 1.0] [--data-dir D]
+
+With --data-dir, both stores are kept there and a later run with the same directory queries them again
+without writing (the data's time range is remembered in D/bench.json).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -141,21 +145,37 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--series-scale", type=float, default=1.0)
     ap.add_argument("--window", type=int, default=10, help="points per series per remote_write request")
+    ap.add_argument("--data-dir", type=Path, help="keep both stores here; reuse them when already loaded")
+    ap.add_argument("--only", help="run only the queries containing this text")
     a = ap.parse_args()
-    points = int(a.hours * 3600 * 1000 / STEP_MS)
-    end_ms = (int(time.time() * 1000) // STEP_MS) * STEP_MS - 60_000
-    start_ms = end_ms - (points - 1) * STEP_MS
-    fams = families(a.series_scale, points, np.random.default_rng(7))
-    n_series = sum(len(labels) for labels, _ in fams)
-    print(f"{n_series:,} series x {points} points = {n_series * points:,} samples over {a.hours:g} h; encoding ...")
-    t0 = time.perf_counter()
-    reqs = bodies(fams, start_ms, points, a.window)
-    print(f"  {len(reqs)} requests, {sum(map(len, reqs)) / 1e6:.0f} MB snappy, encoded in {time.perf_counter() - t0:.0f} s")
+    if a.data_dir is not None:
+        a.data_dir.mkdir(parents=True, exist_ok=True)
+        run(a, a.data_dir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="ferry-bench-promql-") as tmp:
+            run(a, Path(tmp))
 
-    with tempfile.TemporaryDirectory(prefix="ferry-bench-promql-") as tmp:
-        prom, prom_base = start_prometheus(Path(tmp) / "prometheus")
-        ferry = FerryProcess(Path(tmp) / "ferry", {"pipeline": {"stages": {"writer": {"max_wait_s": 1.0}}}}).start()
-        try:
+
+def run(a: argparse.Namespace, tmp: Path) -> None:
+    meta_path = tmp / "bench.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
+    points = int(a.hours * 3600 * 1000 / STEP_MS)
+    if meta is None:
+        end_ms = (int(time.time() * 1000) // STEP_MS) * STEP_MS - 60_000
+        start_ms = end_ms - (points - 1) * STEP_MS
+    else:
+        start_ms, end_ms = meta["start_ms"], meta["end_ms"]
+        print(f"reusing the stores in {tmp} (loaded {meta['series']:,} series)")
+    prom, prom_base = start_prometheus(tmp / "prometheus")
+    ferry = FerryProcess(tmp / "ferry", {"pipeline": {"stages": {"writer": {"max_wait_s": 1.0}}}}).start()
+    try:
+        if meta is None:
+            fams = families(a.series_scale, points, np.random.default_rng(7))
+            n_series = sum(len(labels) for labels, _ in fams)
+            print(f"{n_series:,} series x {points} points = {n_series * points:,} samples over {a.hours:g} h; encoding ...")
+            t0 = time.perf_counter()
+            reqs = bodies(fams, start_ms, points, a.window)
+            print(f"  {len(reqs)} requests, {sum(map(len, reqs)) / 1e6:.0f} MB snappy, encoded in {time.perf_counter() - t0:.0f} s")
             print(f"remote_write: Prometheus {send(prom_base + '/api/v1/write', reqs):.1f} s, "
                   f"ferry {send(ferry.remote_write_url, reqs, threads=4):.1f} s (acknowledged = durable)")
             want = n_series * points
@@ -166,24 +186,27 @@ def main() -> None:
                     break
                 time.sleep(2)
             print(f"ferry stored {stored:,} of {want:,} samples")
-            ferry_base = ferry.api + "/prometheus"
-            start_s, end_s = start_ms / 1000 + 600, end_ms / 1000
-            print(f"\n{'query':<95} {'ferry p50':>10} {'p99':>8} {'Prom p50':>9} {'p99':>8} {'ratio':>6}  answers")
-            ratios = []
-            for q, what in QUERIES.items():
-                pt, pdata = run_query(prom_base, q, start_s, end_s, a.runs)
-                ft, fdata = run_query(ferry_base, q, start_s, end_s, a.runs)
-                diff = compare(pdata, fdata)
-                ratio = statistics.median(ft) / statistics.median(pt)
-                ratios.append(ratio)
-                print(f"{q[:80] + ' (' + what + ')':<95} {statistics.median(ft) * 1000:>8.0f}ms {pct(ft, 99) * 1000:>6.0f}ms "
-                      f"{statistics.median(pt) * 1000:>7.0f}ms {pct(pt, 99) * 1000:>6.0f}ms {ratio:>6.1f}  "
-                      f"{'same' if diff is None else 'DIFFER: ' + diff[:80]}")
-            print(f"\nratio ferry/Prometheus (p50): median {statistics.median(ratios):.1f}, worst {max(ratios):.1f}; goal <= 1.0")
-        finally:
-            ferry.stop()
-            prom.terminate()
-            prom.wait(30)
+            meta_path.write_text(json.dumps({"start_ms": start_ms, "end_ms": end_ms, "series": n_series}))
+        ferry_base = ferry.api + "/prometheus"
+        start_s, end_s = start_ms / 1000 + 600, end_ms / 1000
+        print(f"\n{'query':<95} {'ferry p50':>10} {'p99':>8} {'Prom p50':>9} {'p99':>8} {'ratio':>6}  answers")
+        ratios = []
+        for q, what in QUERIES.items():
+            if a.only and a.only not in q:
+                continue
+            pt, pdata = run_query(prom_base, q, start_s, end_s, a.runs)
+            ft, fdata = run_query(ferry_base, q, start_s, end_s, a.runs)
+            diff = compare(pdata, fdata)
+            ratio = statistics.median(ft) / statistics.median(pt)
+            ratios.append(ratio)
+            print(f"{q[:80] + ' (' + what + ')':<95} {statistics.median(ft) * 1000:>8.0f}ms {pct(ft, 99) * 1000:>6.0f}ms "
+                  f"{statistics.median(pt) * 1000:>7.0f}ms {pct(pt, 99) * 1000:>6.0f}ms {ratio:>6.1f}  "
+                  f"{'same' if diff is None else 'DIFFER: ' + diff[:80]}")
+        print(f"\nratio ferry/Prometheus (p50): median {statistics.median(ratios):.1f}, worst {max(ratios):.1f}; goal <= 1.0")
+    finally:
+        ferry.stop()
+        prom.terminate()
+        prom.wait(30)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing as mp
 import os
 import queue
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,6 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
+from bench._common import du as _du  # noqa: E402
+from bench._common import in_child as _in_child  # noqa: E402
+from bench._common import load_avg as _load_avg  # noqa: E402
+from bench._common import ms as _ms  # noqa: E402
+from bench._common import pct as _pct  # noqa: E402
 from bench._logdata import SYSTEMS, LogData  # noqa: E402
 from ferry.api.app import LOG_COLUMNS  # noqa: E402
 from ferry.config.model import RetentionConfig  # noqa: E402
@@ -66,30 +69,9 @@ KINDS = {
 SEARCH_KINDS = ("a", "b", "c", "d")
 
 
-def _ms(t0: float) -> float:
-    return (time.perf_counter() - t0) * 1000
-
-
-def _pct(xs: list[float], p: float) -> float:
-    """Percentile with linear interpolation between the two nearest ranks."""
-    s = sorted(xs)
-    k = (len(s) - 1) * p / 100
-    lo, hi = math.floor(k), math.ceil(k)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
-def _du(path: Path) -> int:
-    out = subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True, check=True).stdout
-    return int(out.split()[0])
-
-
 def _parts(store: ChdbStore) -> int:
     rows = store.query_rows("SELECT count() AS n FROM system.parts WHERE table = 'otel_logs' AND active")
     return int(rows[0]["n"])  # type: ignore[call-overload]
-
-
-def _load_avg() -> str:
-    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 # --- step 1: load --------------------------------------------------------------------------------
@@ -385,23 +367,6 @@ def variants(data_dir: Path, cases: dict[str, list[str]], runs: int, out: Any) -
 
 
 # --- main ----------------------------------------------------------------------------------------
-
-
-def _in_child(target: Any, *args: Any) -> Any:
-    """Run target(*args, queue) in a fresh process and return what it puts on the queue."""
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(target=target, args=(*args, q))
-    p.start()
-    while True:
-        try:
-            result = q.get(timeout=1.0)
-            break
-        except queue.Empty:
-            if not p.is_alive():
-                raise RuntimeError(f"{target.__name__} process exited with {p.exitcode}") from None
-    p.join()
-    return result
 
 
 def _report(runs: int, d: dict[str, Any], a: dict[str, Any]) -> None:

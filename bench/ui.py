@@ -51,6 +51,7 @@ import yaml  # noqa: E402
 from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
 
 from bench import search  # noqa: E402
+from bench._common import du, in_child, load_avg, ms, pct  # noqa: E402
 from bench._logdata import LogData, _map  # noqa: E402
 from ferry.config.model import RetentionConfig  # noqa: E402
 from ferry.schema.tables import LOGS, METRICS_GAUGE, TRACES, conform  # noqa: E402
@@ -106,10 +107,6 @@ _OPERATIONS = (
 _KINDS = ("SPAN_KIND_SERVER", "SPAN_KIND_CLIENT", "SPAN_KIND_INTERNAL", "SPAN_KIND_PRODUCER")
 _STATUS = ("STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR")
 _ROUTES = ("/api/items", "/api/orders", "/api/cart", "/api/login", "/api/search", "/healthz")
-
-
-def _ms(t0: float) -> float:
-    return (time.perf_counter() - t0) * 1000
 
 
 def _hex_ids(g: np.random.Generator, n: int, nbytes: int) -> pa.Array:
@@ -452,7 +449,7 @@ def build(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         print(
             f"\n1. loading {args.log_rows:,} log rows over 24 h (bench/search.py's loader, separate process) ..."
         )
-        st = search._in_child(search.load, data_dir, args.log_rows, args.batch, args.seed, True)
+        st = in_child(search.load, data_dir, args.log_rows, args.batch, args.seed, True)
         meta["logs"] = st
         print(
             f"   {st['rows']:,} rows in {st['load_s']:.1f} s + OPTIMIZE FINAL {st['optimize_s']:.1f} s "
@@ -463,7 +460,7 @@ def build(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     print(
         f"\n2. {args.spans:,} spans (one trace of {BIG_TRACE_SPANS:,}) and 6 h of metrics (separate process) ..."
     )
-    st = search._in_child(fill, data_dir, args.spans, sm["seed"], sm["end_ns"], args.batch)
+    st = in_child(fill, data_dir, args.spans, sm["seed"], sm["end_ns"], args.batch)
     print(
         f"   {st['spans']:,} spans in {st['spans_s']:.1f} s + OPTIMIZE FINAL {st['optimize_s']:.1f} s = "
         f"{(st['spans_s'] + st['optimize_s']) / st['spans'] * 1e6:.1f} s per million spans; "
@@ -642,7 +639,7 @@ def _report(res: dict[str, Any], stored: dict[str, int], du: int, runs: int) -> 
     print(f"\n{'figure':58s} {'p50':>8s} {'p99':>8s}  {'goal (p50)':>11s}  met")
     for k, label in labels.items():
         goal, text = GOALS[k]
-        p50, p99 = search._pct(res[k], 50), search._pct(res[k], 99)
+        p50, p99 = pct(res[k], 50), pct(res[k], 99)
         print(f"{label:58s} {p50:6.0f}ms {p99:6.0f}ms  {text:>11s}  {'met' if p50 < goal else 'NOT MET'}")
     w = res["weight"]
     print(
@@ -684,7 +681,7 @@ def main() -> None:
     args = ap.parse_args()
     t_start = time.perf_counter()
     print(
-        f"ferry UI bench: {os.cpu_count()} cores, load average {search._load_avg()} (the machine is shared)"
+        f"ferry UI bench: {os.cpu_count()} cores, load average {load_avg()} (the machine is shared)"
     )
     tmp = None
     if args.data_dir is None:
@@ -704,7 +701,7 @@ def main() -> None:
         dash_dir.mkdir(exist_ok=True)
         (dash_dir / f"{DASHBOARD}.yaml").write_text(dashboard_yaml())
 
-        print(f"\n3. ferry run on {data_dir}, then chromium, load average {search._load_avg()} ...")
+        print(f"\n3. ferry run on {data_dir}, then chromium, load average {load_avg()} ...")
         ferry = FerryProcess(data_dir, config={"ui": {"dashboards_dir": str(dash_dir)}})
         ferry.log_path.unlink(missing_ok=True)
         t0 = time.perf_counter()
@@ -712,17 +709,17 @@ def main() -> None:
         try:
             with httpx.Client(base_url=ferry.api, timeout=60) as c:
                 ferry.wait_for(lambda: c.get("/healthz").status_code == 200, timeout=120)
-                print(f"   ferry answered after {_ms(t0) / 1000:.1f} s")
+                print(f"   ferry answered after {ms(t0) / 1000:.1f} s")
                 errors = c.get("/api/v1/ui/dashboards").json()["errors"]
                 if errors:
                     raise SystemExit(f"the bench dashboard did not load: {errors}")
                 t0 = time.perf_counter()
                 res = measure(ferry, meta, args.runs)
-                print(f"   browser step took {_ms(t0) / 1000:.0f} s; load average {search._load_avg()}")
+                print(f"   browser step took {ms(t0) / 1000:.0f} s; load average {load_avg()}")
                 stored = c.get("/api/v1/status").json()["stored"]
         finally:
             ferry.stop()
-        _report(res, stored, search._du(data_dir / "store"), args.runs)
+        _report(res, stored, du(data_dir / "store"), args.runs)
         print(f"\ntotal bench time {time.perf_counter() - t_start:.0f} s")
     finally:
         if tmp is not None and not args.keep:

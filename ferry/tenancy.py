@@ -16,3 +16,17 @@ def tenant_of_headers(headers: Mapping[str, str], default: str) -> str:
         if value:
             return value
     return default
+
+
+def tenant_sql(tenant: str) -> str:
+    """SQL condition keeping one tenant's rows (every stored row has a `Tenant` column)."""
+    # Imported here, not at the top: receivers import this module and need not load the store package.
+    from ferry.store.sql import literal
+
+    return f"Tenant = {literal(tenant)}"
+
+
+def tenant_conds(tenant: str | None) -> list[str]:
+    """The tenant condition as a list to AND into a WHERE, empty when `tenant` is None (every
+    tenant's rows: in-process callers such as the benches; every API read passes its tenant)."""
+    return [] if tenant is None else [tenant_sql(tenant)]

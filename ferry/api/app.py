@@ -12,28 +12,28 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
-import orjson
 import pyarrow as pa
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ferry.api import params
 from ferry.api.compat import compat_routes
 from ferry.api.context import ApiContext
+from ferry.api.guard import RETRY_AFTER_S, guard, json_answer
 from ferry.config.model import ApiConfig
-from ferry.errors import Backpressure, BadRequest, FerryError, QueryTimeout, RetryableError, StoreQueryFailed
+from ferry.errors import Backpressure, BadRequest, QueryTimeout
 from ferry.query import discover, logs_sql
 from ferry.query import metrics as metrics_q
 from ferry.query import related as related_q
 from ferry.query import traces as traces_q
 from ferry.query.tail import compile_tail
-from ferry.query.timerange import parse_since, parse_time, shown
-from ferry.status import retry_after, status_of
+from ferry.query.timerange import parse_time, shown
 from ferry.store import QueryLimits, Store
-from ferry.telemetry import FILE_ONLY, metrics
+from ferry.telemetry import metrics
 from ferry.ui import routes as ui
 
 LOG_COLUMNS = (
@@ -51,145 +51,8 @@ log = logging.getLogger("ferry.api")
 # store is fine, but the same query will take as long again; the client has to narrow it. A query
 # over its memory or answer-size cap is 422 for the same reason. 503 + Retry-After is kept for
 # trouble in the store itself (retrying later may work), 429 + Retry-After for "too many at once".
-RETRY_AFTER_S = 5
-
-# Points (buckets) one answer may hold, as Prometheus bounds a range query: a step of 1 s over a
-# month would otherwise build millions of groups in the store and in the answer.
-MAX_POINTS = 11_000
-MAX_STEP_S = 10**9
-
-T = TypeVar("T")
-
-
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(data), status, headers=headers, media_type="application/json")
-
-
-def _param(request: Request, name: str, parse: Callable[[str], T], default: T) -> T:
-    """Query parameter `name` read by `parse`; a BadRequest from it names the parameter. An empty
-    value counts as absent (as HTML forms send unset fields, and as Prometheus reads them)."""
-    raw = request.query_params.get(name, "")
-    if raw == "":
-        return default
-    try:
-        return parse(raw)
-    except BadRequest as e:
-        raise BadRequest(f"{name}: {e}") from None
-
-
-def _whole(least: int, most: int) -> Callable[[str], int]:
-    """A parser of a whole number from `least` to `most` (ASCII digits only: no sign, no exponent)."""
-
-    def parse(raw: str) -> int:
-        # Length first: int() of a 5000-digit string is refused (ValueError), not a 400.
-        if not (raw.isascii() and raw.isdigit() and len(raw) <= 20 and least <= int(raw) <= most):
-            raise BadRequest(f"must be a whole number from {least} to {most}, got {shown(raw)}")
-        return int(raw)
-
-    return parse
-
-
-def _cursor(raw: str) -> tuple[int, str]:
-    """A search page's `cursor` (`<_cursor_ts>:<_cursor_key>` of the last row of the page before)."""
-    ts, sep, key = raw.partition(":")
-    if not (sep and ts.isascii() and ts.isdigit() and len(ts) <= 19 and key.isascii() and key.isalnum()
-            and len(key) <= 32):
-        raise BadRequest(f"must be the cursor of a previous answer (<_cursor_ts>:<_cursor_key>), got {shown(raw)}")
-    return int(ts), key
-
-
-def _seconds(raw: str) -> int:
-    """Whole seconds (`60`) or a duration (`5m`, `1h30m`)."""
-    if raw.isascii() and raw.isdigit():
-        return _whole(1, MAX_STEP_S)(raw)
-    try:
-        seconds = parse_since(raw)
-    except BadRequest:
-        raise BadRequest(f"must be whole seconds (60) or a duration (5m, 1h), got {shown(raw)}") from None
-    if seconds > MAX_STEP_S:
-        raise BadRequest(f"must be at most {MAX_STEP_S} seconds")
-    return seconds
-
-
-def _range(request: Request, default_since: str = "1h") -> tuple[int, int | None]:
-    """(start, end) in ns. With no explicit end the range is open: a host whose clock runs ahead
-    must not have its lines hidden from "the last hour"."""
-    end = _param(request, "end", parse_time, None)
-    start = _param(request, "start", parse_time, None)
-    if start is None:
-        since = _param(request, "since", parse_since, None) or parse_since(default_since)
-        # A `since` reaching back before 1970 means everything there is.
-        start = max(0, (end or time.time_ns()) - since * 1_000_000_000)
-    if end is not None and start > end:
-        raise BadRequest("start is after end")
-    return start, end
-
-
-def _limit(request: Request, default: int = 100, most: int = 10_000) -> int:
-    return _param(request, "limit", _whole(1, most), default)
-
-
-def _step(request: Request, start_ns: int, end_ns: int | None, default: int | None = None) -> int | None:
-    """`step` in whole seconds (or a duration), at most MAX_POINTS buckets over [start, end or now]."""
-    step = _param(request, "step", _seconds, default)
-    if step is None:
-        return None
-    span_s = max(0, (end_ns or time.time_ns()) - start_ns) // 1_000_000_000
-    if span_s // step > MAX_POINTS:
-        raise BadRequest(f"step: {step} s over {span_s} s makes {span_s // step} points, more than {MAX_POINTS}; "
-                         "raise step or narrow the time range")
-    return step
-
 
 Handler = Callable[[Request], Awaitable[Response]]
-
-
-# API outcome (the label of ferry_api_requests_total) of each HTTP status the error table gives.
-_OUTCOME_OF = {400: "bad_request", 413: "too_big", 422: "too_big", 429: "busy", 503: "store", 504: "timeout"}
-
-
-def _failure(e: Exception, handler: str) -> tuple[str, Response]:
-    """(outcome, answer) for a failed request, with the status of ferry's one error table. Only
-    ferry's own words reach the client: store errors were logged with their SQL where they
-    happened, anything unexpected is logged here."""
-    if not isinstance(e, FerryError):
-        _log_unexpected(handler, e)
-        return "internal", _json({"error": "internal error; the ferry log has the details"}, 500)
-    http, _, _ = status_of(e)
-    headers = {}
-    ra = retry_after(e, RETRY_AFTER_S)
-    if ra is not None:
-        headers["Retry-After"] = str(ra)
-    message = str(e)
-    if isinstance(e, RetryableError) and not isinstance(e, Backpressure | StoreQueryFailed):
-        _log_unexpected(handler, e)  # a store read that bypassed read_rows: its text is the engine's
-        message = "the query failed in the store; retry later"
-    return _OUTCOME_OF.get(http, "internal"), _json({"error": message}, http, headers)
-
-
-def _log_unexpected(handler: str, e: Exception) -> None:
-    # Repeats are limited by every role's log filter (runtime/logfiles.RepeatFilter).
-    log.error("API %s failed", handler, exc_info=e, extra=FILE_ONLY)
-
-
-def guard(fn: Callable[[Request], Awaitable[Any]]) -> Handler:
-    """A JSON handler whose every answer is counted by outcome and whose failures are answered in
-    ferry's words with a bounded status (see _failure)."""
-    handler = fn.__name__
-    for outcome in metrics.API_OUTCOMES:
-        metrics.api_requests.labels(handler, outcome)
-
-    async def run(request: Request) -> Response:
-        try:
-            answer = _json(await fn(request))
-        except Exception as e:
-            outcome, answer = _failure(e, handler)
-        else:
-            outcome = "ok"
-        metrics.api_requests.labels(handler, outcome).inc()
-        return answer
-
-    return run
 
 
 LOOPBACK_NAMES = frozenset({"localhost"})
@@ -244,7 +107,7 @@ class HostCheck:
                 if scope["type"] == "websocket":
                     await send({"type": "websocket.close", "code": 1008})
                     return
-                answer = _json({"error": f"host {shown(host)} is not served here; "
+                answer = json_answer({"error": f"host {shown(host)} is not served here; "
                                          "if it is this ferry's name, add it to api.allowed_hosts"}, 403)
                 await answer(scope, receive, send)
                 return
@@ -302,31 +165,34 @@ def build_app(
             raise QueryTimeout(limits.describe("timeout")) from None
 
     async def search_in(request: Request, table: str) -> Any:
-        start, end = _range(request)
-        limit = _limit(request)
-        after = _param(request, "cursor", _cursor, None)
+        start, end = params.time_range(request)
+        limit = params.limit(request)
+        after = params.param(request, "cursor", params.cursor, None)
         q = request.query_params.get("q", "")
+        tenant = ctx.tenant_of(request)
         sql = logs_sql.compile_logs(q, start_ns=start, end_ns=end, limit=limit, columns=LOG_COLUMNS, after=after,
-                                    table=table)
+                                    table=table, tenant=tenant)
         t0 = time.perf_counter()
         found = await rows(sql)
         took = round((time.perf_counter() - t0) * 1000, 2)
-        warnings = await discover.warnings(rows, q, start, end, found_any=bool(found), table=table)
+        warnings = await discover.warnings(rows, q, start, end, found_any=bool(found), table=table, tenant=tenant)
         # A full page may have a next one: its cursor resumes strictly after this page's last row.
         more = f"{found[-1][logs_sql.CURSOR_TS]}:{found[-1][logs_sql.CURSOR_KEY]}" if len(found) == limit else None
         return {"logs": found, "took_ms": took, "query": q, "warnings": warnings, "cursor": more}
 
     async def count_in(request: Request, table: str) -> Any:
-        start, end = _range(request)
+        start, end = params.time_range(request)
         q = request.query_params.get("q", "")
         by = request.query_params.get("by") or None
-        step = _step(request, start, end)
-        sql = logs_sql.compile_logs_count(q, start_ns=start, end_ns=end, group_by=by, step_s=step, table=table)
+        step = params.step(request, start, end)
+        tenant = ctx.tenant_of(request)
+        sql = logs_sql.compile_logs_count(q, start_ns=start, end_ns=end, group_by=by, step_s=step, table=table,
+                                          tenant=tenant)
         t0 = time.perf_counter()
         found = await rows(sql)
         took = round((time.perf_counter() - t0) * 1000, 2)
         warnings = await discover.warnings(rows, q, start, end, found_any=any(int(r["count"]) for r in found),
-                                           table=table)
+                                           table=table, tenant=tenant)
         if by is None and step is None:
             return {"count": int(found[0]["count"]) if found else 0, "took_ms": took, "warnings": warnings}
         return {"groups": found, "took_ms": took, "warnings": warnings}
@@ -345,30 +211,34 @@ def build_app(
 
     async def related(request: Request) -> Any:
         root = related_q.check_id(request.query_params.get("id", ""))
-        depth = _param(request, "depth", _whole(1, related_q.MAX_DEPTH), related_q.DEFAULT_DEPTH)
-        fanout = _param(request, "fanout", _whole(1, related_q.MAX_FANOUT), related_q.DEFAULT_FANOUT)
-        limit = _limit(request)
+        depth = params.param(request, "depth", params.whole(1, related_q.MAX_DEPTH), related_q.DEFAULT_DEPTH)
+        fanout = params.param(request, "fanout", params.whole(1, related_q.MAX_FANOUT), related_q.DEFAULT_FANOUT)
+        limit = params.limit(request)
         # Ids are rare and both lookups use indexes, so with no time given the whole retention is read.
         qp = request.query_params
-        start, end = _range(request) if any(qp.get(k) for k in ("since", "start", "end")) else (None, None)
+        start, end = params.time_range(request) if any(qp.get(k) for k in ("since", "start", "end")) else (None, None)
         t0 = time.perf_counter()
-        found, cut = await related_q.walk(rows, root, depth=depth, fanout=fanout, start_ns=start, end_ns=end)
+        tenant = ctx.tenant_of(request)
+        found, cut = await related_q.walk(rows, root, depth=depth, fanout=fanout, start_ns=start, end_ns=end,
+                                          tenant=tenant)
         ids = [root, *(r["id"] for r in found)]
-        logs, more = await related_q.lines(rows, ids, columns=LOG_COLUMNS, limit=limit, start_ns=start, end_ns=end)
+        logs, more = await related_q.lines(rows, ids, columns=LOG_COLUMNS, limit=limit, start_ns=start, end_ns=end,
+                                           tenant=tenant)
         took = round((time.perf_counter() - t0) * 1000, 2)
         return {"id": root, "related": found, "logs": logs, "truncated": cut or more, "took_ms": took}
 
     async def tail(request: Request) -> Any:
         q = request.query_params.get("q", "")
-        cursor = _param(request, "after", parse_time, time.time_ns() - 10_000_000_000)
-        limit = _limit(request, 1000)
-        sql = compile_tail(q, after_ingest_ns=cursor, limit=limit, columns=LOG_COLUMNS)
+        cursor = params.param(request, "after", parse_time, time.time_ns() - 10_000_000_000)
+        limit = params.limit(request, 1000)
+        tenant = ctx.tenant_of(request)
+        sql = compile_tail(q, after_ingest_ns=cursor, limit=limit, columns=LOG_COLUMNS, tenant=tenant)
         found = await rows(sql)
         if found:
             cursor = max(int(r["ingest_ns"]) for r in found)
         # Only a tail's first poll checks its keys (over the last hour): the later ones repeat it each second.
         warnings = [] if "after" in request.query_params else await discover.warnings(
-            rows, q, time.time_ns() - 3600 * 1_000_000_000, None, found_any=True)
+            rows, q, time.time_ns() - 3600 * 1_000_000_000, None, found_any=True, tenant=tenant)
         return {"logs": found, "cursor": cursor, "warnings": warnings}
 
     async def trace(request: Request) -> Any:
@@ -377,7 +247,9 @@ def build_app(
         start = end = None
         if bounds and int(bounds[0]["n"]):
             start, end = int(bounds[0]["s"]), int(bounds[0]["e"])
-        spans, logs = await asyncio.gather(rows(traces_q.spans_sql(tid, start, end)), rows(traces_q.logs_sql(tid)))
+        tenant = ctx.tenant_of(request)
+        spans, logs = await asyncio.gather(rows(traces_q.spans_sql(tid, start, end, tenant)),
+                                           rows(traces_q.logs_sql(tid, tenant)))
         if not spans and not logs:
             return {"trace_id": tid, "spans": [], "logs": [], "found": False}
         return {"trace_id": tid, "spans": spans, "logs": logs, "found": True}
@@ -393,27 +265,29 @@ def build_app(
             if not sep:
                 raise BadRequest(f"label filter {item!r} must look like key=value")
             labels[k] = v
-        start, end = _range(request)
+        start, end = params.time_range(request)
         end = end or time.time_ns() + 3600 * 1_000_000_000
-        step = _step(request, start, end, 60) or 60
-        found, whole = await asyncio.gather(rows(metrics_q.series_sql(name, labels, start, end, step)),
-                                            rows(metrics_q.series_sql(name, labels, start, end, None)))
+        step = params.step(request, start, end, 60) or 60
+        tenant = ctx.tenant_of(request)
+        found, whole = await asyncio.gather(rows(metrics_q.series_sql(name, labels, start, end, step, tenant)),
+                                            rows(metrics_q.series_sql(name, labels, start, end, None, tenant)))
         return {"name": name, "series": metrics_q.group_series(found, whole)}
 
     async def metric_names(request: Request) -> Any:
-        start, end = _range(request)
+        start, end = params.time_range(request)
         labels = metrics_q.parse_labels(request.query_params.getlist("label"))
-        found = await rows(metrics_q.names_sql(labels, start, end or time.time_ns() + 3600 * 1_000_000_000))
+        found = await rows(metrics_q.names_sql(labels, start, end or time.time_ns() + 3600 * 1_000_000_000,
+                                               ctx.tenant_of(request)))
         return {"metrics": found}
 
     async def services(request: Request) -> Any:
-        start, end = _range(request, "1d")
-        return {"services": await rows(discover.services_sql(start, end))}
+        start, end = params.time_range(request, "1d")
+        return {"services": await rows(discover.services_sql(start, end, ctx.tenant_of(request)))}
 
     async def fields(request: Request) -> Any:
-        start, end = _range(request)
+        start, end = params.time_range(request)
         service = request.query_params.get("service") or None
-        found = await rows(discover.fields_sql(start, end, service))
+        found = await rows(discover.fields_sql(start, end, service, tenant=ctx.tenant_of(request)))
         lines = next((int(r["lines"]) for r in found if r["field"] == ""), 0)
         return {
             "lines_read": lines, "most_lines_read": discover.FIELDS_SAMPLE,
@@ -432,7 +306,7 @@ def build_app(
     async def index(request: Request) -> Response:
         """What the API serves, as a page that links its routes or, asked for JSON, as JSON."""
         if "application/json" in request.headers.get("accept", ""):
-            return _json({"name": "ferry API", "docs": "docs/api.md",
+            return json_answer({"name": "ferry API", "docs": "docs/api.md",
                           "routes": [{"path": p, "about": a} for p, a, _ in discover.API_ROUTES]})
         items = "\n".join(f'<li><a href="{link}"><code>{p}</code></a> — {a}</li>' if link else
                            f"<li><code>{p}</code> — {a}</li>" for p, a, link in discover.API_ROUTES)
@@ -473,7 +347,7 @@ def build_app(
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def health(_: Request) -> Response:
-        return _json({"status": "ok"})
+        return json_answer({"status": "ok"})
 
     ctx = ApiContext(rows=rows, limits=limits, store=store, tenant=tenant,
                      arrow=arrow if hasattr(store, "read_arrow") else None)
@@ -481,22 +355,22 @@ def build_app(
         routes=[
             # The ecosystem's APIs, each mounted where Grafana's data source of that kind looks.
             *compat_routes(ctx),
-            Route("/api/v1/logs", guard(search)),
-            Route("/api/v1/logs/count", guard(count)),
-            Route("/api/v1/logs/tail", guard(tail)),
-            Route("/api/v1/siem/events", guard(siem_search)),
-            Route("/api/v1/siem/events/count", guard(siem_count)),
-            Route("/api/v1/related", guard(related)),
-            Route("/api/v1/traces/{trace_id}", guard(trace)),
-            Route("/api/v1/metrics/series", guard(series)),
-            Route("/api/v1/metrics", guard(metric_names)),
-            Route("/api/v1/services", guard(services)),
-            Route("/api/v1/fields", guard(fields)),
+            Route("/api/v1/logs", guard("search", search)),
+            Route("/api/v1/logs/count", guard("count", count)),
+            Route("/api/v1/logs/tail", guard("tail", tail)),
+            Route("/api/v1/siem/events", guard("siem_search", siem_search)),
+            Route("/api/v1/siem/events/count", guard("siem_count", siem_count)),
+            Route("/api/v1/related", guard("related", related)),
+            Route("/api/v1/traces/{trace_id}", guard("trace", trace)),
+            Route("/api/v1/metrics/series", guard("series", series)),
+            Route("/api/v1/metrics", guard("metric_names", metric_names)),
+            Route("/api/v1/services", guard("services", services)),
+            Route("/api/v1/fields", guard("fields", fields)),
             Route("/", root),
             Route("/api", index),
             *ui.routes(),
-            Route("/api/v1/status", guard(status)),
-            Route("/api/v1/pipeline", guard(pipeline_view)),
+            Route("/api/v1/status", guard("status", status)),
+            Route("/api/v1/pipeline", guard("pipeline_view", pipeline_view)),
             Route("/metrics", prom),
             Route("/healthz", health),
         ]

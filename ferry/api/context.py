@@ -13,8 +13,7 @@ import pyarrow as pa
 from starlette.requests import Request
 
 from ferry.store import QueryLimits, Store
-from ferry.store.sql import literal
-from ferry.tenancy import tenant_of_headers
+from ferry.tenancy import tenant_of_headers, tenant_sql
 
 __all__ = ["ApiContext", "Arrow", "Rows", "tenant_of_headers"]
 
@@ -40,5 +39,5 @@ class ApiContext:
 
     def tenant_where(self, request: Request) -> str:
         """SQL condition keeping the request's tenant only."""
-        return f"Tenant = {literal(self.tenant_of(request))}"
+        return tenant_sql(self.tenant_of(request))
 

@@ -14,7 +14,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ferry.api.context import ApiContext
-from ferry.api.tempo import duration_param, guarded, json_response, whole
+from ferry.api.guard import Failure, guard
+from ferry.api.tempo import duration_param, json_response, whole
 from ferry.errors import BadRequest
 from ferry.query import traceql
 from ferry.query.timerange import parse_since
@@ -31,8 +32,15 @@ def _answer(data: Any, status: int = 200, errors: list[dict[str, Any]] | None = 
     return json_response({"data": data, "total": total, "limit": 0, "offset": 0, "errors": errors}, status)
 
 
-def jaeger_error(status: int, message: str) -> Response:
+def _error(status: int, message: str) -> Response:
+    """Jaeger's error shape: no data, the error in `errors`."""
     return _answer(None, status, [{"code": status, "msg": message}])
+
+
+def jaeger_error(f: Failure) -> Response:
+    answer = _error(f.status, f.message)
+    answer.headers.update(f.headers)
+    return answer
 
 
 def _micros_range(request: Request, default_lookback_s: int) -> tuple[int, int]:
@@ -218,7 +226,7 @@ def routes(ctx: ApiContext) -> list[BaseRoute]:
         tid = reads.check_trace_id(request.path_params["trace_id"])
         found = await fetch(request, [tid])
         if not found:
-            return jaeger_error(404, "trace not found")
+            return _error(404, "trace not found")
         return _answer(found)
 
     async def search(request: Request) -> Response:
@@ -242,7 +250,7 @@ def routes(ctx: ApiContext) -> list[BaseRoute]:
         return _answer([{"parent": r["parent"], "child": r["child"], "callCount": int(r["callCount"])} for r in rows])
 
     def route(path: str, name: str, fn: Callable[[Request], Awaitable[Response]]) -> Route:
-        return Route("/jaeger" + path, guarded(f"jaeger_{name}", fn, jaeger_error), methods=["GET"])
+        return Route("/jaeger" + path, guard(f"jaeger_{name}", fn, jaeger_error), methods=["GET"])
 
     return [
         route("/api/services", "services", services),

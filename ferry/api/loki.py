@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ferry.api.context import ApiContext
+from ferry.api.guard import Failure, guard
 from ferry.errors import BadRequest, FerryError
 from ferry.query.logql import ast
 from ferry.query.logql import pipeline as pipe
@@ -29,9 +30,8 @@ from ferry.query.logql import sql as q
 from ferry.query.logql.engine import Engine, Scalar, Series, step_times
 from ferry.query.logql.parser import parse, parse_bytes, parse_duration_ns
 from ferry.query.timerange import parse_time, shown
-from ferry.status import status_of
 from ferry.store.sql import literal
-from ferry.telemetry import FILE_ONLY, metrics
+from ferry.telemetry import metrics
 from ferry.tenancy import tenant_of_headers
 
 log = logging.getLogger("ferry.api.loki")
@@ -51,37 +51,21 @@ Params = ImmutableMultiDict[str, str]
 
 
 def _json(data: Any, status: int = 200) -> Response:
+    if isinstance(data, Response):
+        return data
     return Response(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY), status, media_type="application/json")
 
 
-def _fail(e: Exception, handler: str) -> tuple[str, Response]:
+def _text_error(f: Failure) -> Response:
     """Loki answers errors as plain text; the status comes from ferry's one error table."""
-    if not isinstance(e, FerryError):
-        log.error("Loki API %s failed", handler, exc_info=e, extra=FILE_ONLY)
-        return "internal", PlainTextResponse("internal error; the ferry log has the details", 500)
-    http, _, _ = status_of(e)
-    outcome = {400: "bad_request", 413: "too_big", 422: "too_big", 429: "busy", 503: "store", 504: "timeout"}
-    headers = {"Retry-After": "5"} if http in (429, 503) else None
-    return outcome.get(http, "internal"), PlainTextResponse(str(e), http, headers=headers)
+    return PlainTextResponse(f.message, f.status, headers=f.headers or None)
 
 
 def _guard(name: str, fn: Callable[[Request, Params], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
-    handler = f"loki_{name}"
-    for outcome in metrics.API_OUTCOMES:
-        metrics.api_requests.labels(handler, outcome)
+    async def with_params(request: Request) -> Any:
+        return await fn(request, await _params(request))
 
-    async def run(request: Request) -> Response:
-        try:
-            params = await _params(request)
-            answer = await fn(request, params)
-            response = answer if isinstance(answer, Response) else _json(answer)
-            outcome = "ok"
-        except Exception as e:
-            outcome, response = _fail(e, handler)
-        metrics.api_requests.labels(handler, outcome).inc()
-        return response
-
-    return run
+    return guard(f"loki_{name}", with_params, _text_error, _json)
 
 
 async def _params(request: Request) -> Params:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -22,10 +21,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ferry.api.context import ApiContext
-from ferry.errors import Backpressure, BadRequest, QueryTimeout, QueryTooBig, RetryableError
+from ferry.api.guard import Failure, guard
+from ferry.errors import BadRequest, QueryTimeout, QueryTooBig, RetryableError
 from ferry.query.prom_store import PromStore
 from ferry.query.timerange import shown
-from ferry.telemetry import FILE_ONLY, metrics
 
 if TYPE_CHECKING:
     from ferry.query.promql.source import Matcher
@@ -46,53 +45,41 @@ _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 # Prometheus' errorType -> HTTP status (web/api/v1 of 2.42).
 _STATUS = {"bad_data": 400, "execution": 422, "timeout": 503, "canceled": 503, "unavailable": 503,
            "internal": 500, "not_found": 404}
-# errorType -> the outcome label of ferry_api_requests_total.
-_OUTCOME = {"bad_data": "bad_request", "execution": "too_big", "timeout": "timeout", "canceled": "timeout",
-            "unavailable": "store", "internal": "internal", "not_found": "bad_request"}
 
 
 def _answer(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(data), status, headers=headers, media_type="application/json")
 
 
-def _error_of(e: Exception, handler: str) -> tuple[str, str, dict[str, str]]:
-    """(errorType, message, headers) of a failed request, in Prometheus' terms."""
+def _error_type(e: Exception) -> str:
+    """Prometheus' errorType of a failed request."""
     error_type = getattr(e, "error_type", None)
     if isinstance(error_type, str) and error_type in _STATUS:
-        return error_type, str(e), {}
+        return error_type
     if isinstance(e, BadRequest):
-        return "bad_data", str(e), {}
+        return "bad_data"
     if isinstance(e, QueryTimeout):
-        return "timeout", str(e), {}
+        return "timeout"
     if isinstance(e, QueryTooBig):
-        return "execution", str(e), {}
-    if isinstance(e, Backpressure):
-        return "unavailable", str(e), {"Retry-After": str(max(1, math.ceil(e.retry_after)))}
+        return "execution"
     if isinstance(e, RetryableError):
-        return "unavailable", "the query failed in the store; retry later", {"Retry-After": str(RETRY_AFTER_S)}
-    log.error("Prometheus API %s failed", handler, exc_info=e, extra=FILE_ONLY)
-    return "internal", "internal error; the ferry log has the details", {}
+        return "unavailable"
+    return "internal"
+
+
+def _prometheus_error(f: Failure) -> Response:
+    """Prometheus' error shape, with the status its errorType has in Prometheus 2.42."""
+    error_type = _error_type(f.error)
+    return _answer({"status": "error", "errorType": error_type, "error": f.message}, _STATUS[error_type], f.headers)
 
 
 def _guard(handler: str, fn: Callable[[Request, MultiDict], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
-    """A handler answering `{"status":"success","data":...}` or Prometheus' error shape, counted in
-    ferry_api_requests_total under `handler` like the rest of the API."""
-    for outcome in metrics.API_OUTCOMES:
-        metrics.api_requests.labels(handler, outcome)
+    """A handler answering `{"status":"success","data":...}` or Prometheus' error shape (api/guard.py)."""
 
-    async def run(request: Request) -> Response:
-        try:
-            params = await _params(request)
-            answer = _answer({"status": "success", "data": await fn(request, params)})
-            outcome = "ok"
-        except Exception as e:
-            error_type, message, headers = _error_of(e, handler)
-            outcome = _OUTCOME[error_type]
-            answer = _answer({"status": "error", "errorType": error_type, "error": message}, _STATUS[error_type], headers)
-        metrics.api_requests.labels(handler, outcome).inc()
-        return answer
+    async def with_params(request: Request) -> Any:
+        return {"status": "success", "data": await fn(request, await _params(request))}
 
-    return run
+    return guard(handler, with_params, _prometheus_error, _answer)
 
 
 async def _params(request: Request) -> MultiDict:

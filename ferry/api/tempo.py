@@ -20,19 +20,17 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ferry.api.context import ApiContext
-from ferry.errors import BadRequest, FerryError
+from ferry.api.guard import Failure, guard
+from ferry.errors import BadRequest
 from ferry.query import traceql
 from ferry.query.traceql import parser as tql
 from ferry.query.traceql import reads
 from ferry.query.traceql.compile import cond_sql
-from ferry.status import retry_after, status_of
-from ferry.telemetry import FILE_ONLY, metrics
 
 log = logging.getLogger("ferry.api")
 
 RETRY_AFTER_S = 5
 DEFAULT_RANGE_S = 24 * 3600  # a search or tag lookup naming no time range covers the last day
-_OUTCOME_OF = {400: "bad_request", 413: "too_big", 422: "too_big", 429: "busy", 503: "store", 504: "timeout"}
 PROTOBUF_TYPES = ("application/protobuf", "application/x-protobuf")
 # The Tempo version Grafana is told: it picks the API features it uses from it.
 TEMPO_VERSION = "2.6.0"
@@ -42,42 +40,17 @@ _KIND_NUMBER = {f"SPAN_KIND_{k}": i for i, k in
                 enumerate(("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER"))}
 _STATUS_NUMBER = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
 
-Render = Callable[[int, str], Response]
-
-
-def text_error(status: int, message: str) -> Response:
+def text_error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     """Tempo answers errors as plain text (Go's http.Error); Grafana shows the text."""
-    return Response(message + "\n", status, media_type="text/plain")
+    return Response(message + "\n", status, headers=headers, media_type="text/plain")
+
+
+def tempo_error(f: Failure) -> Response:
+    return text_error(f.status, f.message, f.headers)
 
 
 def json_response(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status, media_type="application/json")
-
-
-def guarded(handler: str, fn: Callable[[Request], Awaitable[Response]], render: Render) -> Callable[[Request], Awaitable[Response]]:
-    """A route whose answers are counted by outcome in ferry_api_requests_total and whose failures
-    get the status of ferry's error table, rendered in the ecosystem's error shape by `render`."""
-    for outcome in metrics.API_OUTCOMES:
-        metrics.api_requests.labels(handler, outcome)
-
-    async def run(request: Request) -> Response:
-        try:
-            answer = await fn(request)
-            outcome = "ok"
-        except FerryError as e:
-            http, _, _ = status_of(e)
-            outcome = _OUTCOME_OF.get(http, "internal")
-            answer = render(http, str(e))
-            ra = retry_after(e, RETRY_AFTER_S)
-            if ra is not None:
-                answer.headers["Retry-After"] = str(ra)
-        except Exception as e:
-            log.error("API %s failed", handler, exc_info=e, extra=FILE_ONLY)
-            outcome, answer = "internal", render(500, "internal error; the ferry log has the details")
-        metrics.api_requests.labels(handler, outcome).inc()
-        return answer
-
-    return run
 
 
 def whole(request: Request, name: str, default: int | None, least: int = 0, most: int = 2**62) -> int | None:
@@ -408,7 +381,7 @@ def routes(ctx: ApiContext) -> list[BaseRoute]:
         return json_response({"tagValues": await _values(request, field)})
 
     def route(path: str, name: str, fn: Callable[[Request], Awaitable[Response]]) -> Route:
-        return Route("/tempo" + path, guarded(f"tempo_{name}", fn, text_error), methods=["GET"])
+        return Route("/tempo" + path, guard(f"tempo_{name}", fn, tempo_error), methods=["GET"])
 
     return [
         route("/api/echo", "echo", echo),

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ferry.api.context import ApiContext
+from ferry.api.guard import guard
 from ferry.dashboards.folder import Entry, Folder, folder_from_env
 from ferry.dashboards.load import ALL, step_for, substitute
 from ferry.dashboards.model import Dashboard
@@ -111,6 +112,6 @@ def routes(ctx: ApiContext, folder: Folder | None = None) -> list[BaseRoute]:
         return _json(body)
 
     return [
-        Route("/api/v1/ui/dashboards", listing, methods=["GET"]),
-        Route("/api/v1/ui/dashboards/{name}", one, methods=["GET"]),
+        Route("/api/v1/ui/dashboards", guard("ui_dashboards", listing), methods=["GET"]),
+        Route("/api/v1/ui/dashboards/{name}", guard("ui_dashboard", one), methods=["GET"]),
     ]

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
 
 from ferry.api.context import ApiContext
+from ferry.api.guard import guard
 from ferry.query import ui_status
 from ferry.telemetry import metrics
 
@@ -21,8 +22,6 @@ REFUSAL_COUNTERS = ("ferry_refused_requests_total", "ferry_refused_records_total
 
 
 def routes(ctx: ApiContext) -> list[BaseRoute]:
-    # The API's own error answers and request counting (ferry.api.app is loaded by the time routes are built).
-    from ferry.api.app import guard
 
     async def ui_status_store(_: Request) -> Any:
         # Store-wide, as /api/v1/status: table sizes are not kept per tenant.
@@ -41,5 +40,5 @@ def routes(ctx: ApiContext) -> list[BaseRoute]:
         out.sort(key=lambda r: (r["counter"], -r["count"]))
         return {"counts": out}
 
-    return [Route("/api/v1/ui/status/store", guard(ui_status_store), methods=["GET"]),
-            Route("/api/v1/ui/status/refused", guard(ui_status_refused), methods=["GET"])]
+    return [Route("/api/v1/ui/status/store", guard("ui_status_store", ui_status_store), methods=["GET"]),
+            Route("/api/v1/ui/status/refused", guard("ui_status_refused", ui_status_refused), methods=["GET"])]

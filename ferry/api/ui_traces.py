@@ -14,7 +14,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ferry.api.context import ApiContext
-from ferry.api.tempo import duration_param, guarded, json_response, search_traces, whole
+from ferry.api.guard import guard
+from ferry.api.tempo import duration_param, json_response, search_traces, whole
 from ferry.errors import BadRequest
 from ferry.query import ui_traces as sql
 from ferry.query.traceql import parser as tql
@@ -23,11 +24,6 @@ from ferry.query.traceql.reads import MAX_TRACE_SPANS
 
 DEFAULT_RANGE_NS = 3600 * 10**9
 MAX_LIMIT = 1000
-
-
-def json_error(status: int, message: str) -> Response:
-    """ferry's own error shape ({"error": ...}), which the UI shows as it is."""
-    return json_response({"error": message}, status)
 
 
 def _hit(tid: str, spans: list[dict[str, Any]], matched: int, counts: dict[str, Any] | None) -> dict[str, Any]:
@@ -120,7 +116,7 @@ def routes(ctx: ApiContext) -> list[BaseRoute]:
         })
 
     def route(path: str, name: str, fn: Callable[[Request], Awaitable[Response]]) -> Route:
-        return Route(path, guarded(name, fn, json_error), methods=["GET"])
+        return Route(path, guard(name, fn), methods=["GET"])
 
     return [
         route("/api/v1/ui/traces/search", "ui_trace_search", search),

@@ -13,6 +13,7 @@ from ferry.query.language import LEVELS, And, Field, Node, Not, Or, parse
 from ferry.query.logs_sql import ALIASES, KNOWN_KEYS, group_column
 from ferry.schema.tables import CATALOGUE, LOG_TABLES
 from ferry.store.sql import literal
+from ferry.tenancy import tenant_conds
 
 Rows = Callable[[str], Awaitable[list[dict[str, Any]]]]
 
@@ -55,18 +56,21 @@ def stored_sql() -> str:
     return f"SELECT signal, sum(n) AS n FROM ({parts}) GROUP BY signal"
 
 
-def _window(start_ns: int, end_ns: int | None, column: str = "Timestamp") -> str:
+def _window(start_ns: int, end_ns: int | None, column: str = "Timestamp", tenant: str | None = None) -> str:
+    """The time range (and the tenant, None: every tenant's rows) as a WHERE condition."""
     cond = f"{column} >= fromUnixTimestamp64Nano({int(start_ns)})"
-    return cond if end_ns is None else f"{cond} AND {column} < fromUnixTimestamp64Nano({int(end_ns)})"
+    if end_ns is not None:
+        cond += f" AND {column} < fromUnixTimestamp64Nano({int(end_ns)})"
+    return " AND ".join([*tenant_conds(tenant), cond])
 
 
-def services_sql(start_ns: int, end_ns: int | None) -> str:
+def services_sql(start_ns: int, end_ns: int | None, tenant: str | None = None) -> str:
     """One row per service: its log lines, spans and metric points in the range, and when last seen."""
     parts = []
     for signal, table, column in _SERVICE_SIGNALS:
         counts = ", ".join(f"{'count()' if s == signal else 'toUInt64(0)'} AS {s}" for s in SERVICE_COUNTS)
         parts.append(f"SELECT ServiceName AS service, {counts}, max({column}) AS last FROM {table} "
-                     f"WHERE {_window(start_ns, end_ns, column)} GROUP BY service")
+                     f"WHERE {_window(start_ns, end_ns, column, tenant)} GROUP BY service")
     return (
         "SELECT service, sum(logs) AS logs, sum(spans) AS spans, sum(metric_points) AS metric_points, "
         f"toUnixTimestamp64Nano(max(last)) AS last_seen_ns FROM ({' UNION ALL '.join(parts)}) "
@@ -74,11 +78,12 @@ def services_sql(start_ns: int, end_ns: int | None) -> str:
     )
 
 
-def fields_sql(start_ns: int, end_ns: int | None, service: str | None = None, sample: int = FIELDS_SAMPLE) -> str:
+def fields_sql(start_ns: int, end_ns: int | None, service: str | None = None, sample: int = FIELDS_SAMPLE,
+               tenant: str | None = None) -> str:
     """One row per searchable field of the newest `sample` lines: where it lives (column, log,
     resource or scope attribute), the lines that have it, its distinct values and the commonest
     ones with their counts. A row with field '' counts the lines read."""
-    where = _window(start_ns, end_ns)
+    where = _window(start_ns, end_ns, tenant=tenant)
     if service is not None:
         where += f" AND ServiceName = {literal(service)}"
     pairs = ["('', 'x', 'lines')", *(f"('{name}', {expr}, 'column')" for name, expr in _COLUMNS)]
@@ -129,24 +134,26 @@ def _maps_contain(key: str) -> str:
     return " OR ".join(f"has({m}.keys, {k})" for m in ("LogAttributes", "ResourceAttributes", "ScopeAttributes"))
 
 
-def _keys_present_sql(keys: list[str], start_ns: int, end_ns: int | None, table: str = "otel_logs") -> str:
+def _keys_present_sql(keys: list[str], start_ns: int, end_ns: int | None, table: str = "otel_logs",
+                      tenant: str | None = None) -> str:
     # One LIMIT 1 probe per key: the key bloom filters skip every part without it, and a key that
     # is there stops the read at its first row, so this costs milliseconds at any store size.
-    probes = [f"SELECT {literal(k)} AS key FROM (SELECT 1 FROM {table} WHERE {_window(start_ns, end_ns)} "
+    probes = [f"SELECT {literal(k)} AS key FROM (SELECT 1 FROM {table} WHERE {_window(start_ns, end_ns, tenant=tenant)} "
               f"AND ({_maps_contain(k)}) LIMIT 1)" for k in keys]
     return " UNION ALL ".join(probes)
 
 
-def _sampled_keys_sql(start_ns: int, end_ns: int | None, table: str = "otel_logs") -> str:
+def _sampled_keys_sql(start_ns: int, end_ns: int | None, table: str = "otel_logs", tenant: str | None = None) -> str:
     return (
         "SELECT DISTINCT arrayJoin(arrayConcat(mapKeys(LogAttributes), mapKeys(ResourceAttributes), "
         f"mapKeys(ScopeAttributes))) AS key FROM (SELECT LogAttributes, ResourceAttributes, ScopeAttributes "
-        f"FROM {table} WHERE {_window(start_ns, end_ns)} ORDER BY Timestamp DESC LIMIT {_KEYS_SAMPLE})"
+        f"FROM {table} WHERE {_window(start_ns, end_ns, tenant=tenant)} ORDER BY Timestamp DESC LIMIT {_KEYS_SAMPLE})"
     )
 
 
-def _values_sql(expr: str, start_ns: int, end_ns: int | None, extra: str = "1", table: str = "otel_logs") -> str:
-    return (f"SELECT {expr} AS value, count() AS c FROM {table} WHERE {_window(start_ns, end_ns)} AND ({extra}) "
+def _values_sql(expr: str, start_ns: int, end_ns: int | None, extra: str = "1", table: str = "otel_logs",
+                tenant: str | None = None) -> str:
+    return (f"SELECT {expr} AS value, count() AS c FROM {table} WHERE {_window(start_ns, end_ns, tenant=tenant)} AND ({extra}) "
             "GROUP BY value ORDER BY c DESC LIMIT 1000")
 
 
@@ -170,7 +177,7 @@ def _no_value(key: str, value: str, values: list[str]) -> str:
 
 
 async def warnings(rows: Rows, query: str, start_ns: int, end_ns: int | None, *, found_any: bool,
-                   table: str = "otel_logs") -> list[str]:
+                   table: str = "otel_logs", tenant: str | None = None) -> list[str]:
     """Plain-words warnings for the parts of `query` that cannot match: a key no line of `table`
     (a log table) in the range has (checked on every query; cheap), and, when nothing matched,
     values no line has. They are advice: a check the store cannot answer (busy, timed out) leaves
@@ -178,23 +185,23 @@ async def warnings(rows: Rows, query: str, start_ns: int, end_ns: int | None, *,
     if table not in LOG_TABLES:
         raise ValueError(f"{table!r} is not a table of log rows")
     try:
-        return await _warnings(rows, query, start_ns, end_ns, found_any=found_any, table=table)
+        return await _warnings(rows, query, start_ns, end_ns, found_any=found_any, table=table, tenant=tenant)
     except FerryError:
         return []
 
 
 async def _warnings(rows: Rows, query: str, start_ns: int, end_ns: int | None, *, found_any: bool,
-                    table: str) -> list[str]:
+                    table: str, tenant: str | None) -> list[str]:
     fields = list(_fields(parse(query)))
     keys = list(dict.fromkeys(f.key for f in fields if f.key.lower() not in KNOWN_KEYS and f.key.lower() not in ALIASES))
     out: list[str] = []
     missing: set[str] = set()
     if keys:
-        present = {str(r["key"]) for r in await rows(_keys_present_sql(keys, start_ns, end_ns, table))}
+        present = {str(r["key"]) for r in await rows(_keys_present_sql(keys, start_ns, end_ns, table, tenant))}
         missing = {k for k in keys if k not in present}
         if missing:
             known = sorted({*KNOWN_KEYS, *ALIASES} - {"trace", "span"})
-            known += [str(r["key"]) for r in await rows(_sampled_keys_sql(start_ns, end_ns, table))]
+            known += [str(r["key"]) for r in await rows(_sampled_keys_sql(start_ns, end_ns, table, tenant))]
             for k in (k for k in keys if k in missing):
                 near = _closest(k, known)
                 out.append(f"no field named {k!r}; did you mean {near!r}?" if near else
@@ -207,17 +214,17 @@ async def _warnings(rows: Rows, query: str, start_ns: int, end_ns: int | None, *
             continue
         if lkey in ("level", "severity"):
             if f.value.lower() not in LEVELS:
-                levels = [str(r["value"]) for r in await rows(_values_sql("SeverityText", start_ns, end_ns, table=table))]
+                levels = [str(r["value"]) for r in await rows(_values_sql("SeverityText", start_ns, end_ns, table=table, tenant=tenant))]
                 if f.value.lower() not in {v.lower() for v in levels}:
                     out.append(_no_value("level", f.value, levels))
         elif lkey in _VALUE_KEYS:
-            values = [str(r["value"]) for r in await rows(_values_sql(_VALUE_KEYS[lkey], start_ns, end_ns, table=table))]
+            values = [str(r["value"]) for r in await rows(_values_sql(_VALUE_KEYS[lkey], start_ns, end_ns, table=table, tenant=tenant))]
             if f.value not in values and len(values) < 1000:
                 out.append(_no_value(lkey, f.value, values))
         elif lkey not in KNOWN_KEYS:
             key = ALIASES.get(lkey, f.key)
             values = [str(r["value"]) for r in await rows(
-                _values_sql(group_column(key), start_ns, end_ns, _maps_contain(key), table))]
+                _values_sql(group_column(key), start_ns, end_ns, _maps_contain(key), table, tenant))]
             if f.value not in values and len(values) < 1000:
                 out.append(_no_value(f.key, f.value, values))
     return out

@@ -27,6 +27,7 @@ from ferry.query.tokens import SEPARATOR_CLASS, TOKEN_RE, interior_tokens, token
 from ferry.schema.tables import LOG_TABLES
 from ferry.store.ddl import BODY_TOKENS
 from ferry.store.sql import literal
+from ferry.tenancy import tenant_conds
 
 TABLE = "otel_logs"
 
@@ -238,8 +239,8 @@ def _ns(name: str, value: object) -> int:
     return value
 
 
-def _where(query: str, start_ns: int | None, end_ns: int | None) -> str:
-    conds = []
+def _where(query: str, start_ns: int | None, end_ns: int | None, tenant: str | None = None) -> str:
+    conds = tenant_conds(tenant)
     if start_ns is not None:
         conds.append(f"Timestamp >= fromUnixTimestamp64Nano({_ns('start_ns', start_ns)})")
     if end_ns is not None:
@@ -258,19 +259,20 @@ def compile_logs(
     columns: str = "*",
     after: tuple[int, str] | None = None,
     table: str = TABLE,
+    tenant: str | None = None,
 ) -> str:
     """SELECT the rows of `table` (a log table) in [start_ns, end_ns) matching `query`, newest first by default.
 
     `columns` is trusted SQL from ferry's own code, never from a user. Two columns are appended,
     `_cursor_ts` (Timestamp in ns) and `_cursor_key`; pass the last row's pair as `after` to get
-    the next page.
+    the next page. `tenant` keeps that tenant's rows only (None: every tenant's).
     """
     table = _log_table(table)
     if order not in ("desc", "asc"):
         raise BadRequest(f"order must be 'desc' or 'asc', got {order!r}")
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise BadRequest(f"limit must be a positive integer, got {limit!r}")
-    where = inner = _where(query, start_ns, end_ns)
+    where = inner = _where(query, start_ns, end_ns, tenant)
     if after is not None:
         if not (isinstance(after, tuple) and len(after) == 2 and isinstance(after[1], str)):
             raise BadRequest(f"after must be a (timestamp_ns, key) pair, got {after!r}")
@@ -324,6 +326,7 @@ def compile_logs_count(
     group_by: str | None = None,
     step_s: int | None = None,
     table: str = TABLE,
+    tenant: str | None = None,
 ) -> str:
     """COUNT the rows matching `query`: one row, or one per `bucket` and/or group `key`.
 
@@ -343,7 +346,7 @@ def compile_logs_count(
         select.append(f"{group_column(group_by)} AS key")
         keys.append("key")
     select.append("count() AS count")
-    sql = f"SELECT {', '.join(select)}\nFROM {table}\nWHERE {_where(query, start_ns, end_ns)}"
+    sql = f"SELECT {', '.join(select)}\nFROM {table}\nWHERE {_where(query, start_ns, end_ns, tenant)}"
     if keys:
         order = ", ".join(keys) if step_s is not None else "count DESC, key"
         sql += f"\nGROUP BY {', '.join(keys)}\nORDER BY {order}"

@@ -13,6 +13,7 @@ import orjson
 
 from ferry.errors import BadRequest
 from ferry.store.sql import literal
+from ferry.tenancy import tenant_conds
 
 _NAME = re.compile(r"^[A-Za-z_:][A-Za-z0-9_.:/-]*$")
 
@@ -114,11 +115,12 @@ def _histogram_sql(where: list[str], start_ns: int, end_ns: int, step_s: int | N
     )
 
 
-def series_sql(name: str, labels: dict[str, str], start_ns: int, end_ns: int, step_s: int | None) -> str:
+def series_sql(name: str, labels: dict[str, str], start_ns: int, end_ns: int, step_s: int | None,
+               tenant: str | None = None) -> str:
     """One row per (kind, service, labels, t): unit, value `v`, and for histograms `count` and
     `quantiles` (p50, p90, p99). With step_s None, one row per series for the whole window."""
     _check(name, step_s)
-    where = [f"MetricName = {literal(name)}", *_filters(labels)]
+    where = [*tenant_conds(tenant), f"MetricName = {literal(name)}", *_filters(labels)]
     parts = []
     for kind, value in _VALUE.items():
         cond = " AND ".join([*where, *_time(start_ns, end_ns)])
@@ -159,11 +161,11 @@ def group_series(rows: list[dict[str, Any]], whole: list[dict[str, Any]] | None 
     return list(grouped.values())
 
 
-def names_sql(labels: dict[str, str], start_ns: int, end_ns: int) -> str:
+def names_sql(labels: dict[str, str], start_ns: int, end_ns: int, tenant: str | None = None) -> str:
     """Every metric name with points in the window: kind, unit, series count, services, points."""
     parts = []
     for kind, table in _TABLES.items():
-        cond = " AND ".join([*_filters(labels), *_time(start_ns, end_ns)])
+        cond = " AND ".join([*tenant_conds(tenant), *_filters(labels), *_time(start_ns, end_ns)])
         parts.append(
             f"SELECT MetricName AS name, '{kind}' AS kind, any(MetricUnit) AS unit, "
             "uniqExact(ServiceName, cityHash64(Attributes)) AS series, arraySort(groupUniqArray(20)(ServiceName)) AS services, "

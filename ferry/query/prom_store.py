@@ -5,6 +5,7 @@ The PromQL engine's Source (select), and the SQL behind /series, /labels, /label
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -140,14 +141,14 @@ def _labels_from(attrs: str, reserved: str, n: str) -> tuple[str, str]:
     return helpers, f"mapFilter((k, v) -> v != '', mapUpdate({sanitized}, {reserved}))"
 
 
-_JOB = "if(ra['service.namespace'] != '', concat(ra['service.namespace'], '/', ServiceName), ServiceName)"
+JOB_SQL = "if(ra['service.namespace'] != '', concat(ra['service.namespace'], '/', ServiceName), ServiceName)"
 _IDENTIFYING = ("service.name", "service.namespace", "service.instance.id")
 
 
 def _otlp_labels(name_expr: str) -> tuple[str, str]:
     """Labels of an OTLP series (over columns of a grouped query): sanitised point attributes, then
     __name__, job, instance and the scope, which win over attributes of the same name."""
-    reserved = (f"map('__name__', {name_expr}, 'job', {_JOB}, 'instance', ra['service.instance.id'], "
+    reserved = (f"map('__name__', {name_expr}, 'job', {JOB_SQL}, 'instance', ra['service.instance.id'], "
                 "'otel_scope_name', ScopeName, 'otel_scope_version', ScopeVersion)")
     return _labels_from("Attributes", reserved, "a")
 
@@ -199,6 +200,18 @@ class Family:
 
 # (scope, tenant, first minute, last minute) -> (when read, families): the catalogue requests share.
 _CATALOG: dict[tuple[object, str, int, int], tuple[float, list[Family]]] = {}
+
+# (scope, SeriesId) -> labels of a remote_write series. A SeriesId is a hash of everything its labels
+# come from (ddl.SERIES_ID), so an entry never goes stale: reads group samples by the integer and
+# take the labels from here, reading the attribute maps only for series not seen before (as
+# Prometheus keeps its series index in memory). Bounded by clearing.
+_SERIES_LABELS: dict[tuple[object, int], dict[str, str]] = {}
+_SERIES_LABELS_MAX = 1_000_000
+
+# scope -> (when checked, whether every part of the gauge table has SeriesId written). A store made
+# before the column existed computes it on read from the maps, slower than grouping by them.
+_IDS_READY: dict[object, tuple[float, bool]] = {}
+_IDS_READY_TTL_S = 60.0
 
 
 def _name_ok(name: str, matchers: list[Matcher]) -> bool:
@@ -276,10 +289,11 @@ class PromStore:
 
     # --- series SQL --------------------------------------------------------------------------------
     def _selects(self, fams: list[Family], matchers: list[Matcher], start_ms: int, end_ms: int,
-                 samples: bool, thin_step_ms: int | None = None) -> list[str]:
+                 samples: bool, thin_step_ms: int | None = None, rw_by_id: list[str] | None = None) -> list[str]:
         """One SELECT per (table, variant) giving `labels` and, with `samples`, the columns of
         _to_series: delta, base, ts, vs, stale. Only matchers on labels are applied here; the
-        names were chosen from the catalogue. `thin_step_ms`: see _rw_select."""
+        names were chosen from the catalogue. `thin_step_ms`: see _rw_select. With `rw_by_id`, the
+        remote_write SELECTs go there instead, giving `sid` (the SeriesId) in place of `labels`."""
         names = [m for m in matchers if m.name == "__name__"]
         # The catalogue chose the names by Python's regular expressions; the store checks again with
         # RE2's, Prometheus' own (the two differ in corners).
@@ -291,7 +305,9 @@ class PromStore:
                     wanted.setdefault((f.kind, variant), []).append((f, series_name))
         out = []
         for (kind, variant), chosen in wanted.items():
-            if kind == "rw":
+            if kind == "rw" and rw_by_id is not None and samples:
+                rw_by_id.append(self._rw_select(chosen, labels, start_ms, end_ms, samples, thin_step_ms, by_id=True))
+            elif kind == "rw":
                 out.append(self._rw_select(chosen, labels, start_ms, end_ms, samples, thin_step_ms))
             else:
                 out.append(self._otlp_select(kind, variant, chosen, labels, start_ms, end_ms, samples))
@@ -300,11 +316,13 @@ class PromStore:
         return out
 
     def _rw_select(self, chosen: list[tuple[Family, str]], labels: list[Matcher], start_ms: int, end_ms: int,
-                   samples: bool, thin_step_ms: int | None = None) -> str:
+                   samples: bool, thin_step_ms: int | None = None, by_id: bool = False) -> str:
         """Remote-write series. With `thin_step_ms` (an instant selector evaluated at END_MS, END_MS -
         step, END_MS - 2 step, ...; 0 for END_MS alone), only the last sample at or before each of
         those times is read: exactly the samples such a selector can return (a staleness marker
-        included), so a dashboard's gauges at a 1 min step read a quarter of a 15 s scrape's samples."""
+        included), so a dashboard's gauges at a 1 min step read a quarter of a 15 s scrape's samples.
+        `by_id`: grouped by SeriesId, which it gives as `sid` instead of `labels` (see _series_labels):
+        the attribute maps are then read only where a label matcher needs them."""
         metrics = ", ".join(literal(f.metric) for f, _ in chosen)
         where = [self._where(start_ms, end_ms), f"ScopeName = {literal(RW_SCOPE)}", f"MetricName IN ({metrics})"]
         where += [_match_sql("MetricName" if m.name == "__name__" else f"Attributes[{literal(m.name)}]", m) for m in labels]
@@ -315,6 +333,9 @@ class PromStore:
                     f"WHERE {' AND '.join(where)} GROUP BY ServiceName, MetricName, Attributes)")
         stale = f"groupArrayIf({_ms()}, bitAnd(Flags, {_NO_VALUE}) != 0) AS stale"
         source = f"otel_metrics_gauge WHERE {' AND '.join(where)} GROUP BY ServiceName, MetricName, Attributes"
+        if by_id:
+            lab = "SeriesId AS sid"
+            source = f"otel_metrics_gauge WHERE {' AND '.join(where)} GROUP BY SeriesId"
         if thin_step_ms is None:
             # Sorted here (at no measurable cost): the parts the samples come from interleave, and
             # sorted series need no work of their own in Python (_arrow_series).
@@ -325,7 +346,7 @@ class PromStore:
         k = f"intDiv(toInt64({int(end_ms)}) - x, {int(thin_step_ms)})" if thin_step_ms > 0 else "0"
         sort = (f"arraySort(groupArray({_ms()})) AS t0, arraySort((v, t) -> t, groupArray(Value), groupArray({_ms()})) AS v0, "
                 f"arrayMap(x -> {k}, t0) AS k0, arrayMap(i -> i = length(k0) OR k0[i] != k0[i + 1], arrayEnumerate(k0)) AS m0")
-        return ("SELECT labels, delta, base, ts, vs, stale FROM ("
+        return (f"SELECT {'sid' if by_id else 'labels'}, delta, base, ts, vs, stale FROM ("
                 f"SELECT {lab}, toUInt8(0) AS delta, [] :: Array(Float64) AS base, arrayFilter((x, m) -> m, t0, m0) AS ts, "
                 f"arrayFilter((x, m) -> m, v0, m0) AS vs, {stale}, {sort} FROM {source})")
 
@@ -399,7 +420,7 @@ class PromStore:
         """target_info: one series per resource with attributes beyond its identity, value 1 at
         every time the resource reported a point."""
         identity = ", ".join(literal(k) for k in _IDENTIFYING)
-        reserved = f"map('__name__', 'target_info', 'job', {_JOB}, 'instance', ra['service.instance.id'])"
+        reserved = f"map('__name__', 'target_info', 'job', {JOB_SQL}, 'instance', ra['service.instance.id'])"
         helpers, lab = _labels_from("o", reserved, "t")
         post = [_match_sql(f"labels[{literal(m.name)}]", m) for m in labels]
         final = "labels, delta, base, ts, vs, stale" if samples else "DISTINCT labels"
@@ -423,13 +444,64 @@ class PromStore:
         fams = await self.families(start_ms, end_ms, matchers)
         # An instant selector (no range function, no range) returns at most one sample per step.
         thin = hint.step_ms if hint is not None and hint.func is None and hint.range_ms == 0 else None
-        selects = self._selects(fams, matchers, start_ms, end_ms, samples=True, thin_step_ms=thin)
-        if not selects:
+        rw: list[str] | None = [] if self.arrow is not None and await self._ids_ready() else None
+        selects = self._selects(fams, matchers, start_ms, end_ms, samples=True, thin_step_ms=thin, rw_by_id=rw)
+        if not selects and not rw:
             return []
-        sql = " UNION ALL ".join(selects) + " SETTINGS optimize_aggregation_in_order = 1"
-        if self.arrow is not None:
-            return _arrow_series(await self.arrow(sql + ", output_format_arrow_string_as_string = 1"))
-        return _to_series(await self.rows(sql + ", output_format_json_quote_denormals = 1"))
+        if self.arrow is None:
+            sql = " UNION ALL ".join(selects) + " SETTINGS optimize_aggregation_in_order = 1"
+            return _to_series(await self.rows(sql + ", output_format_json_quote_denormals = 1"))
+        arrow = self.arrow
+        settings = " SETTINGS optimize_aggregation_in_order = 1, output_format_arrow_string_as_string = 1"
+
+        async def by_labels() -> list[Series]:
+            return _arrow_series(await arrow(" UNION ALL ".join(selects) + settings)) if selects else []
+
+        async def by_id() -> list[Series]:
+            if not rw:
+                return []
+            table = await arrow(" UNION ALL ".join(rw) + settings)
+            if table.num_rows == 0:
+                return []
+            sids = table.column("sid").to_numpy()
+            labels = await self._series_labels(sids, fams, start_ms, end_ms)
+            if any(x is None for x in labels):  # gone between the two reads (retention): left out
+                table = table.filter(pa.array([x is not None for x in labels]))
+            return _arrow_series(table, [x for x in labels if x is not None])
+
+        # On connections of their own: the store runs both at once.
+        a, b = await asyncio.gather(by_labels(), by_id())
+        return a + b
+
+    async def _ids_ready(self) -> bool:
+        """Whether the remote_write reads may group by SeriesId: every active part of the gauge table
+        has it written (parts from before the column get it when merged or materialised)."""
+        hit = _IDS_READY.get(self.scope)
+        if hit is not None and time.monotonic() - hit[0] < _IDS_READY_TTL_S:
+            return hit[1]
+        parts = "FROM system.{} WHERE active AND table = 'otel_metrics_gauge' AND database = currentDatabase()"
+        found = await self.rows(f"SELECT count() AS n {parts.format('parts')} AND name NOT IN "
+                                f"(SELECT name {parts.format('parts_columns')} AND column = 'SeriesId')")
+        ready = bool(found) and int(found[0]["n"]) == 0
+        _IDS_READY[self.scope] = (time.monotonic(), ready)
+        return ready
+
+    async def _series_labels(self, sids: np.ndarray, fams: list[Family], start_ms: int, end_ms: int) -> list[dict[str, str] | None]:
+        """The labels of remote_write series by SeriesId: from _SERIES_LABELS, and for those it lacks
+        one read of their maps (the labels the `labels` column of _rw_select would have given)."""
+        ids = [int(x) for x in sids.tolist()]
+        missing = sorted({x for x in ids if (self.scope, x) not in _SERIES_LABELS})
+        if missing:
+            metrics = ", ".join(sorted({literal(f.metric) for f in fams if f.kind == "rw"}))
+            found = await self.rows(
+                "SELECT toString(SeriesId) AS sid, any(MetricName) AS name, any(Attributes) AS attrs FROM otel_metrics_gauge "
+                f"WHERE {self._where(start_ms, end_ms)} AND ScopeName = {literal(RW_SCOPE)} AND MetricName IN ({metrics}) "
+                f"AND SeriesId IN ({', '.join(map(str, missing))}) GROUP BY SeriesId")
+            if len(_SERIES_LABELS) + len(found) > _SERIES_LABELS_MAX:
+                _SERIES_LABELS.clear()
+            for r in found:
+                _SERIES_LABELS[(self.scope, int(r["sid"]))] = {**r["attrs"], "__name__": r["name"]}
+        return [_SERIES_LABELS.get((self.scope, x)) for x in ids]
 
     # --- metadata reads ------------------------------------------------------------------------------
     async def series_labels(self, selectors: list[list[Matcher]], start_ms: int, end_ms: int) -> list[dict[str, str]]:
@@ -574,13 +646,17 @@ def _flat(table: pa.Table, name: str, dtype: type) -> tuple[np.ndarray, np.ndarr
     return values[offs[0]:offs[-1]], offs - offs[0]
 
 
-def _arrow_series(table: pa.Table) -> list[Series]:
+def _arrow_series(table: pa.Table, labels: list[dict[str, str]] | None = None) -> list[Series]:
     """_to_series over the SELECTs' answer as Arrow. Plain rows (no delta points, no staleness
     markers, samples strictly in order) become views into two flat arrays, with no work per sample;
-    the others, and every row when two rows share a label set, go through _to_series."""
+    the others, and every row when two rows share a label set, go through _to_series. `labels`:
+    each row's labels, when the answer has no `labels` column."""
     if table.num_rows == 0:
         return []
-    labels = [dict(x) for x in table.column("labels").to_pylist()]
+    if labels is None:
+        labels = [dict(x) for x in table.column("labels").to_pylist()]
+    else:
+        labels = [dict(x) for x in labels]
     ts, offs = _flat(table, "ts", np.int64)
     vs, voffs = _flat(table, "vs", np.float64)
     base, boffs = _flat(table, "base", np.float64)

@@ -17,6 +17,7 @@ import orjson
 from ferry.errors import BadRequest
 from ferry.query.timerange import shown
 from ferry.store.sql import literal
+from ferry.tenancy import tenant_conds
 
 Rows = Callable[[str], Awaitable[list[dict[str, Any]]]]
 
@@ -42,8 +43,8 @@ def check_id(raw: str) -> str:
     return raw
 
 
-def _window(start_ns: int | None, end_ns: int | None) -> str:
-    out = ""
+def _window(start_ns: int | None, end_ns: int | None, tenant: str | None = None) -> str:
+    out = "".join(f" AND {c}" for c in tenant_conds(tenant))
     if start_ns is not None:
         out += f" AND Timestamp >= fromUnixTimestamp64Nano({int(start_ns)})"
     if end_ns is not None:
@@ -66,11 +67,12 @@ def _chunks(ids: list[str]) -> Iterator[list[str]]:
         yield chunk
 
 
-def neighbours_sql(ids: list[str], fanout: int, start_ns: int | None = None, end_ns: int | None = None) -> str:
+def neighbours_sql(ids: list[str], fanout: int, start_ns: int | None = None, end_ns: int | None = None,
+                   tenant: str | None = None) -> str:
     """For each of `ids` (node), the ids linked to it either way (other) with the kind of one such
     link; at most fanout + 1 per node, so that the caller can tell a node had more than `fanout`.
     FromId is the sort key and ToId has a bloom filter: both halves read only matching granules."""
-    where = f"IN ({', '.join(map(literal, ids))}){_window(start_ns, end_ns)}"
+    where = f"IN ({', '.join(map(literal, ids))}){_window(start_ns, end_ns, tenant)}"
     return (
         "SELECT node, other, min(Kind) AS kind FROM ("
         f"SELECT FromId AS node, ToId AS other, Kind FROM links WHERE FromId {where} "
@@ -81,19 +83,21 @@ def neighbours_sql(ids: list[str], fanout: int, start_ns: int | None = None, end
     )
 
 
-def logs_sql(ids: list[str], columns: str, limit: int, start_ns: int | None = None, end_ns: int | None = None) -> str:
+def logs_sql(ids: list[str], columns: str, limit: int, start_ns: int | None = None, end_ns: int | None = None,
+             tenant: str | None = None) -> str:
     """Log lines with any of `ids` among their LogAttributes values, oldest first (a transaction
     reads in order); limit + 1 rows, so that the caller can tell there were more. The values'
     bloom filter (idx_log_attr_value) skips the granules holding none of them."""
     return (
         f"SELECT {columns} FROM otel_logs "
-        f"WHERE hasAny(mapValues(LogAttributes), [{', '.join(map(literal, ids))}]){_window(start_ns, end_ns)} "
+        f"WHERE hasAny(mapValues(LogAttributes), [{', '.join(map(literal, ids))}]){_window(start_ns, end_ns, tenant)} "
         f"ORDER BY Timestamp ASC LIMIT {int(limit) + 1}"
     )
 
 
 async def walk(
-    rows: Rows, root: str, *, depth: int, fanout: int, start_ns: int | None = None, end_ns: int | None = None
+    rows: Rows, root: str, *, depth: int, fanout: int, start_ns: int | None = None, end_ns: int | None = None,
+    tenant: str | None = None,
 ) -> tuple[list[dict[str, Any]], bool]:
     """Breadth-first from `root` over links both ways, `depth` levels at most, following `fanout`
     links of each id at most; each id is listed once, at the depth it was first reached, with the
@@ -108,7 +112,7 @@ async def walk(
             break
         by_node: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for chunk in _chunks(frontier):
-            for r in await rows(neighbours_sql(chunk, fanout, start_ns, end_ns)):
+            for r in await rows(neighbours_sql(chunk, fanout, start_ns, end_ns, tenant)):
                 by_node[str(r["node"])].append(r)
         nxt: list[str] = []
         for node in frontier:
@@ -129,13 +133,14 @@ async def walk(
 
 
 async def lines(
-    rows: Rows, ids: list[str], *, columns: str, limit: int, start_ns: int | None = None, end_ns: int | None = None
+    rows: Rows, ids: list[str], *, columns: str, limit: int, start_ns: int | None = None, end_ns: int | None = None,
+    tenant: str | None = None,
 ) -> tuple[list[dict[str, Any]], bool]:
     """The first `limit` log lines (by Timestamp) carrying any of `ids`; (lines, there were more)."""
     found: list[dict[str, Any]] = []
     parts = list(_chunks(ids))
     for chunk in parts:
-        found += await rows(logs_sql(chunk, columns, limit, start_ns, end_ns))
+        found += await rows(logs_sql(chunk, columns, limit, start_ns, end_ns, tenant))
     if len(parts) > 1:  # a line carrying ids of two chunks came twice
         found = list({orjson.dumps(r, option=orjson.OPT_SORT_KEYS): r for r in found}.values())
     found.sort(key=lambda r: int(r["time_ns"]))

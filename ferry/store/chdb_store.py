@@ -132,8 +132,25 @@ class ChdbStore:
             self.conn().query(stmt)  # type: ignore[attr-defined]
         for table, column in ddl.ADDED_COLUMNS:
             self.conn().query(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column}")  # type: ignore[attr-defined]
+        self._materialize_added_columns()
         self._apply_table_options(ddl.retention(*days))
         self._redefine_changed_indexes()
+
+    def _materialize_added_columns(self) -> None:
+        """Parts written before a MATERIALIZED column was added compute it at every read (the metric
+        tables' SeriesId: PromQL then keeps its old reads); have them written in the background, once."""
+        for table, column in ddl.ADDED_COLUMNS:
+            name, _, rest = column.partition(" ")
+            if " MATERIALIZED " not in f" {rest} ":
+                continue
+            lacking = self.query_rows(
+                "SELECT count() AS n FROM system.parts WHERE active AND database = currentDatabase() "
+                f"AND table = {literal(table)} AND (name, table) NOT IN (SELECT part_name, table FROM "
+                f"system.parts_columns WHERE active AND database = currentDatabase() AND table = {literal(table)} "
+                f"AND column = {literal(name)})")
+            if lacking and int(lacking[0]["n"]):
+                self.conn().query(  # type: ignore[attr-defined]
+                    f"ALTER TABLE {table} MATERIALIZE COLUMN {name} SETTINGS mutations_sync = 0")
 
     def _apply_table_options(self, wanted: dict[str, str | None]) -> None:
         """CREATE TABLE IF NOT EXISTS keeps the TTL and settings a table was made with: a changed

@@ -252,15 +252,15 @@ FROM otel_traces WHERE TraceId != '' GROUP BY TraceId""",
 _METRIC_COMMON = f"""
     ResourceAttributes {_MAP},
     ResourceSchemaUrl String CODEC(ZSTD(1)),
-    ScopeName String CODEC(ZSTD(1)),
-    ScopeVersion String CODEC(ZSTD(1)),
+    ScopeName LowCardinality(String) CODEC(ZSTD(1)),
+    ScopeVersion LowCardinality(String) CODEC(ZSTD(1)),
     ScopeAttributes {_MAP},
     ScopeDroppedAttrCount UInt32 CODEC(ZSTD(1)),
     ScopeSchemaUrl String CODEC(ZSTD(1)),
     ServiceName LowCardinality(String) CODEC(ZSTD(1)),
-    MetricName String CODEC(ZSTD(1)),
-    MetricDescription String CODEC(ZSTD(1)),
-    MetricUnit String CODEC(ZSTD(1)),
+    MetricName LowCardinality(String) CODEC(ZSTD(1)),
+    MetricDescription LowCardinality(String) CODEC(ZSTD(1)),
+    MetricUnit LowCardinality(String) CODEC(ZSTD(1)),
     Attributes {_MAP},
     StartTimeUnix DateTime64(9) CODEC(Delta(8), ZSTD(1)),
     TimeUnix DateTime64(9) CODEC(Delta(8), ZSTD(1)),"""
@@ -326,9 +326,18 @@ if set(_METRIC_SPECIFIC) != set(_METRIC_TABLES):
 DEFERRED_INDEXES.update({t: (*_MAP_BLOOMS, "idx_attr_key", "idx_attr_value") for t in _METRIC_TABLES})
 
 
+# A series' identity as one integer, for the PromQL reads (query/prom_store.py) to group and match
+# samples by instead of reading the attribute maps of every row; stores made before it compute it on read.
+# Scope, metric name and unit are LowCardinality above for the same reads: filtering 8.5 M rows on a plain
+# ScopeName took ~250 ms of decompressing and comparing, 40 ms as LowCardinality.
+SERIES_ID = ("SeriesId UInt64 MATERIALIZED cityHash64(Tenant, ServiceName, ScopeName, ScopeVersion, MetricName, "
+             "MetricUnit, Attributes, ResourceAttributes) CODEC(ZSTD(1))")
+
+
 def metrics(table: str, days: int) -> str:
     return f"""
-CREATE TABLE IF NOT EXISTS {table} ({_METRIC_COMMON}{_METRIC_SPECIFIC[table]}{_FERRY_COLS},{_METRIC_IDX}
+CREATE TABLE IF NOT EXISTS {table} ({_METRIC_COMMON}{_METRIC_SPECIFIC[table]}{_FERRY_COLS},
+    {SERIES_ID},{_METRIC_IDX}
 ) ENGINE = MergeTree
 {_partition_by(table)}
 ORDER BY (ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))
@@ -406,7 +415,8 @@ def ttl_days(expr: str | None) -> int | None:
 
 
 # Columns added since the first stores were made: (table, column definition) for ADD COLUMN IF NOT EXISTS.
-ADDED_COLUMNS = [("otel_traces_trace_id_ts", "Seen DateTime DEFAULT now() CODEC(Delta, ZSTD(1))")]
+ADDED_COLUMNS = [("otel_traces_trace_id_ts", "Seen DateTime DEFAULT now() CODEC(Delta, ZSTD(1))"),
+                 *((t, SERIES_ID) for t in _METRIC_TABLES)]
 
 
 def all_statements(logs_days: int, traces_days: int, metrics_days: int, siem_days: int = DEFAULT_SIEM_DAYS) -> list[str]:

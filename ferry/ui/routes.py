@@ -36,6 +36,7 @@ VIEWS: list[View] = [
     View("dashboards", "/ui/dashboards", "Dashboards", "Dashboards", charts=True),
     View("dashboard", "/ui/dashboards/{name}", "Dashboard", None, charts=True),
     View("status", "/ui/status", "Status", "Status"),
+    View("target", "/ui/target", "Target", None, charts=True),  # a host or service: every signal in the window
 ]
 
 

@@ -32,7 +32,8 @@ def _links(edges: list[tuple[str, str, str]]) -> pa.Table:
     n = len(edges)
     ts = pa.array([NOW - 60 * S + i for i in range(n)], pa.timestamp("ns", tz="UTC"))
     return conform(pa.table({"Timestamp": ts, "IngestTime": ts, "FromId": [e[0] for e in edges],
-                             "ToId": [e[1] for e in edges], "Kind": [e[2] for e in edges]}), LINKS)
+                             "ToId": [e[1] for e in edges], "Kind": [e[2] for e in edges],
+                             "Tenant": ["default"] * n}), LINKS)
 
 
 LINES = [

@@ -169,8 +169,13 @@ def test_bad_bodies_are_400_naming_the_problem_and_the_good_part_lands(ferry: Fe
     assert r.status_code == 400 and "no __name__ label" in r.text and "native histogram" in r.text
     assert ferry.metric("ferry_refused_records_total", component="prometheus", reason="invalid_label") == before + 1
     assert ferry.metric("ferry_refused_records_total", component="prometheus", reason="native_histogram") >= 1
-    ferry.wait_for(lambda: ferry.get("/api/v1/metrics", since="5m").get("metrics") is not None and any(
-        m["name"] == tag for m in ferry.get("/api/v1/metrics", since="5m")["metrics"]), timeout=30)
+
+    def names(tenant: str) -> set[str]:
+        got = httpx.get(ferry.api + "/api/v1/metrics", params={"since": "5m"}, headers={"X-Scope-OrgID": tenant})
+        return {m["name"] for m in got.json()["metrics"]}
+
+    ferry.wait_for(lambda: tag in names("team-a"), timeout=30)
+    assert tag not in names("default")  # the good series is team-a's alone
 
 
 def _read_store(path: str, tag: str) -> dict[str, Any]:

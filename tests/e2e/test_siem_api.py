@@ -34,7 +34,8 @@ def log_rows(bodies: list[str], *, service: str = "sshd", ts_ns: int = NOW - 60 
     ts = pa.array([ts_ns + i * S for i in range(n)], pa.timestamp("ns", tz="UTC"))
     maps = pa.array([list((attrs[i] if attrs else {}).items()) for i in range(n)], pa.map_(pa.string(), pa.string()))
     return conform(pa.table({"Timestamp": ts, "IngestTime": ts, "Body": bodies, "ServiceName": [service] * n,
-                             "LogAttributes": maps, "Source": ["syslog"] * n}), LOGS)
+                             "LogAttributes": maps, "Source": ["syslog"] * n,
+                             "Tenant": ["default"] * n}), LOGS)
 
 
 def _serve(path: str, writes: list[tuple[str, str, pa.Table, bool]], port: int, answers: Any) -> None:

@@ -328,3 +328,37 @@ def test_tenants_are_kept_apart(ferry: FerryProcess, sent: Sent) -> None:
     v = _get(ferry, "/tempo/api/v2/search/tag/resource.service.name/values", tenant=OTHER).json()["tagValues"]
     assert v == [{"type": "string", "value": "frontend"}]
     assert "db.system" not in _get(ferry, "/tempo/api/search/tags", tenant=OTHER).json()["tagNames"]
+
+
+def test_ferry_own_reads_keep_tenants_apart(ferry: FerryProcess, sent: Sent) -> None:
+    """ferry's own API (what the CLI and the web UI read) answers from the request's tenant as the
+    compatibility APIs do: a trace, a log line and the service list of one tenant are not another's,
+    and a request naming no tenant reads the configured default (which holds none of these)."""
+    now = time.time_ns()
+    line = {"resourceLogs": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "ledger"}}]},
+                              "scopeLogs": [{"logRecords": [{"timeUnixNano": str(now - 5_000 * MS), "severityText": "ERROR",
+                                                             "body": {"stringValue": "tenantmarker overdraft"},
+                                                             "traceId": sent.ids["checkout"]}]}]}]}
+    r = httpx.post(f"{ferry.otlp_http}/v1/logs", json=line, headers={"X-Scope-OrgID": TENANT}, timeout=30)
+    assert r.status_code == 200, r.text
+
+    def native(path: str, tenant: str | None, **params: Any) -> Any:
+        headers = {"X-Scope-OrgID": tenant} if tenant else {}
+        got = httpx.get(ferry.api + path, params=params, headers=headers, timeout=30)
+        assert got.status_code == 200, got.text
+        return got.json()
+
+    ferry.wait_for(lambda: native("/api/v1/logs", TENANT, q="tenantmarker", since="1h")["logs"])
+    for tenant in (OTHER, None):
+        assert native("/api/v1/logs", tenant, q="tenantmarker", since="1h")["logs"] == []
+        assert native("/api/v1/logs/count", tenant, q="tenantmarker", since="1h")["count"] == 0
+        assert native(f"/api/v1/traces/{sent.ids['checkout']}", tenant)["found"] is False
+        assert "payment" not in {s["service"] for s in native("/api/v1/services", tenant)["services"]}
+    assert native("/api/v1/logs/count", TENANT, q="tenantmarker", since="1h")["count"] == 1
+    mine = native(f"/api/v1/traces/{sent.ids['checkout']}", TENANT)
+    assert len(mine["spans"]) == len(sent.spans["checkout"])
+    assert [x["body"] for x in mine["logs"]] == ["tenantmarker overdraft"]
+    # The other tenant's trace is theirs alone: acme asking for it finds nothing.
+    assert native(f"/api/v1/traces/{sent.ids['other']}", TENANT)["found"] is False
+    assert native(f"/api/v1/traces/{sent.ids['other']}", OTHER)["found"] is True
+    assert {"frontend", "payment", "ledger"} <= {s["service"] for s in native("/api/v1/services", TENANT)["services"]}

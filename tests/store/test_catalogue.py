@@ -60,7 +60,8 @@ def _describe(path: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
         now = time.time_ns()
         for t in CATALOGUE:
-            out[t.name] = [(str(r["name"]), str(r["type"])) for r in s.query_rows(f"DESCRIBE TABLE {t.name}")]
+            out[t.name] = [(str(r["name"]), str(r["type"])) for r in s.query_rows(f"DESCRIBE TABLE {t.name}")
+                          if r["default_type"] != "MATERIALIZED"]  # computed by the store, never sent
             # One row of each schema goes in through the store's insert path and comes back whole.
             ts = pa.array([now], pa.timestamp("ns", tz="UTC"))
             s.insert(t.name, conform(pa.table({t.time_column: ts, "IngestTime": ts, "BatchId": ["b1"]}), t.schema))

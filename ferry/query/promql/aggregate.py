@@ -161,7 +161,98 @@ def _topk(op: str, vec: Vec, gid: np.ndarray, ng: int, param: Value | None) -> V
         rank = np.empty_like(order)
         np.put_along_axis(rank, order, np.arange(len(rows))[:, None].repeat(order.shape[1], 1), axis=0)
         keep[rows] = p[rows] & (rank < k[None, :])
+        # Where the k-th and the next value are equal, which of them stays depends on the order the
+        # series reached Prometheus' heap: those steps are played through a heap as it keeps one.
+        cols = _ambiguous(x, p[rows], order, k)
+        if len(cols):
+            keep[np.ix_(rows, cols)] = _heap_choice(op == "topk", x[:, cols], p[rows][:, cols], k[cols])
     return Vec(vec.labels, np.where(keep, vec.v, np.nan), keep)
+
+
+def _ambiguous(x: np.ndarray, p: np.ndarray, order: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """The steps (columns) where more than k series are present and the k-th and (k+1)-th of
+    `order` (best first) have equal values, NaN counting as equal to NaN."""
+    n, s = x.shape
+    count = p.sum(axis=0)
+    cols = np.flatnonzero((k >= 1) & (count > k))
+    if not len(cols):
+        return cols
+    a = x[order[k[cols] - 1, cols], cols]
+    b = x[order[k[cols], cols], cols]
+    tie = (a == b) | (np.isnan(a) & np.isnan(b))
+    return cols[tie]
+
+
+def _heap_choice(top: bool, x: np.ndarray, p: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Which series (rows) a Prometheus 2.42 topk (else bottomk) heap of size k holds after taking
+    the present ones in row order, every column (step) at once. The heap's root is its least
+    wanted element, NaN below any number. A full heap takes a series when the root is worse or
+    NaN: for k = 1 in place, else by popping the root and pushing the series."""
+    n, s = x.shape
+    cap = int(min(int(k.max(initial=0)), n))
+    held = np.zeros((n, s), dtype=bool)
+    if cap < 1:
+        return held
+    hv = np.full((s, cap), np.nan)
+    hi = np.zeros((s, cap), dtype=np.int64)
+    size = np.zeros(s, dtype=np.int64)
+    col = np.arange(s)
+
+    def below(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # the heap's "less": a goes nearer the root
+        with np.errstate(invalid="ignore"):
+            return np.isnan(a) | ((a < b) if top else (a > b))
+
+    def swap(m: np.ndarray, i: np.ndarray, j: np.ndarray) -> None:
+        c, a, b = col[m], i[m], j[m]
+        hv[c, a], hv[c, b] = hv[c, b], hv[c, a].copy()
+        hi[c, a], hi[c, b] = hi[c, b], hi[c, a].copy()
+
+    for r in range(n):
+        live = p[r] & (k >= 1)
+        if not live.any():
+            continue
+        xr = x[r]
+        push = live & (size < k)
+        root = hv[:, 0]
+        with np.errstate(invalid="ignore"):
+            worse = (root < xr) if top else (root > xr)
+        take = live & ~push & (worse | np.isnan(root))
+        if take.any():
+            one = take & (k == 1)
+            hv[col[one], 0] = xr[one]
+            hi[col[one], 0] = r
+            pop = take & (k > 1)
+            if pop.any():  # the root to the end, the new root sinks within the rest; the end goes
+                last = size - 1
+                swap(pop, np.zeros(s, dtype=np.int64), last)
+                i = np.zeros(s, dtype=np.int64)
+                act = pop.copy()
+                while act.any():
+                    j1 = 2 * i + 1
+                    act &= j1 < last
+                    j2 = j1 + 1
+                    c1, c2 = np.minimum(j1, cap - 1), np.minimum(j2, cap - 1)
+                    j = np.where((j2 < last) & below(hv[col, c2], hv[col, c1]), c2, c1)
+                    act &= below(hv[col, j], hv[col, i])
+                    swap(act, i, j)
+                    i = np.where(act, j, i)
+                size -= pop
+                push |= pop
+        if push.any():  # at the end, rising while below its parent
+            j = np.minimum(size, cap - 1)
+            hv[col[push], j[push]] = xr[push]
+            hi[col[push], j[push]] = r
+            act = push.copy()
+            while act.any():
+                par = np.maximum((j - 1) // 2, 0)
+                act &= (j > 0) & below(hv[col, j], hv[col, par])
+                swap(act, j, par)
+                j = np.where(act, par, j)
+            size += push
+    for slot in range(cap):
+        m = slot < size
+        held[hi[m, slot], col[m]] = True
+    return held
 
 
 def _count_values(vec: Vec, gid: np.ndarray, glabels: list[Labels], label: str) -> Vec:

@@ -214,9 +214,12 @@
           extra || null));
     };
     pair("time", null, `${ferry.fmtTime(r.time_ns)}  (${r.time_ns} ns)`);
-    pair("service", "service", r.service);
+    // A host or service value also pivots to every signal of that target (the target view), same window.
+    const signals = (kind, v) => (v ? el("a", { class: "target-link", "data-target-link": kind, title: `every signal of ${kind} ${v}`,
+      href: "/ui/target?" + new URLSearchParams({ kind, name: v, from: state.get("from", "now-1h"), to: state.get("to", "now") }) }, " all signals →") : null);
+    pair("service", "service", r.service, signals("service", r.service));
     pair("level", "level", r.level);
-    pair("host", "host", (r.resource || {})["host.name"]);
+    pair("host", "host", (r.resource || {})["host.name"], signals("host", (r.resource || {})["host.name"]));
     pair("source", "source", r.source);
     if (r.trace_id) pair("trace_id", "trace_id", r.trace_id, el("a", { href: "/ui/traces/" + r.trace_id, class: "trace-link" }, " open trace →"));
     if (r.span_id) pair("span_id", "span_id", r.span_id);

@@ -73,6 +73,10 @@
     p.set("service", name);
     return el("a", { href: location.pathname + "?" + p.toString(), "data-service": name }, name || "(no service)");
   }
+  // Every signal of the service (logs, traces, metrics, its hosts) in the same window: the target view.
+  function targetHref(name) {
+    return "/ui/target?" + new URLSearchParams({ kind: "service", name, from: state.get("from", "now-1h"), to: state.get("to", "now") });
+  }
 
   // --- the service map: nodes in layers (callers left of callees), edges with rate and error ratio --
   function layers(nodes, edges) {
@@ -170,7 +174,8 @@
     body.replaceChildren(
       el("div", { class: "panel" }, el("h2", {}, "Services"),
         el("p", { class: "muted" }, `Requests are server and consumer spans; rates are averages over ${windowOf(r)}.`),
-        redTable(rows, "service", serviceLink)),
+        redTable(rows, "service", (n) => [serviceLink(n), " ", el("a", { class: "muted", href: targetHref(n), "data-target-link": n,
+          title: `every signal of ${n}` }, "all signals")])),
       el("div", { class: "panel map-panel" }, el("h2", {}, "Service map"),
         el("p", { class: "muted" }, "Callers left of callees; each arrow is calls per second and the share that failed."),
         el("div", { class: "map-scroll" }, serviceMap(rows.map((x) => x.name), edges))));
@@ -219,7 +224,8 @@
       el("a", { class: "chip", href: `/?q=${encodeURIComponent("service:" + (/[\s"]/.test(service) ? JSON.stringify(service) : service))}`,
         "data-pivot": "logs" }, "Logs"),
       el("a", { class: "chip", href: `/ui/traces?service=${enc}`, "data-pivot": "traces" }, "Traces"),
-      el("a", { class: "chip", href: `/ui/traces?service=${enc}&status=error`, "data-pivot": "errors" }, "Error traces"));
+      el("a", { class: "chip", href: `/ui/traces?service=${enc}&status=error`, "data-pivot": "errors" }, "Error traces"),
+      el("a", { class: "chip", href: targetHref(service), "data-pivot": "target" }, "All signals"));
     const back = el("a", { href: location.pathname + "?" + new URLSearchParams({ from: r.from, to: r.to }).toString(), "data-back": "" }, "← all services");
     const base = `${CALLS}{${sel}, ${ENTRY}}`;
     const edgesOf = (side) => graphEdges(r, `${side}=${q(service)}`);

@@ -78,6 +78,12 @@
     return `/ui/traces?service=${encodeURIComponent(span.service)}&from=${a - 900n * NS}&to=${a + 900n * NS}`;
   }
 
+  // Every signal of the span's service or host around the span's time: the target view.
+  function targetHref(t, span, kind, name) {
+    const a = absNs(t, span.offset_ns);
+    return "/ui/target?" + new URLSearchParams({ kind, name, from: String(a - 900n * NS), to: String(a + 900n * NS) });
+  }
+
   const kv = (obj) => {
     const keys = Object.keys(obj || {}).sort();
     if (!keys.length) return el("p", { class: "muted" }, "none");
@@ -89,6 +95,7 @@
     document.querySelectorAll(".side-panel").forEach((p) => p.remove());
     const exceptions = span.events.filter((e) => e.name === "exception");
     const others = span.events.filter((e) => e.name !== "exception");
+    const host = (t.resources[span.resource] || {})["host.name"];
     const panel = el("aside", { class: "side-panel span-panel", "data-span-id": span.span_id, "aria-label": "span details" },
       el("button", { class: "close", "aria-label": "close", onclick: () => { panel.remove(); onClose(); } }, "×"),
       el("h2", {}, span.name),
@@ -98,7 +105,9 @@
       el("div", { class: "pivots" },
         el("a", { href: logsHref(t, span), "data-pivot": "logs" }, "Logs of this span"),
         el("a", { href: metricsHref(t, span), "data-pivot": "metrics" }, `Metrics of ${span.service}`),
-        el("a", { href: serviceTracesHref(t, span), "data-pivot": "traces" }, `Traces of ${span.service}`)),
+        el("a", { href: serviceTracesHref(t, span), "data-pivot": "traces" }, `Traces of ${span.service}`),
+        el("a", { href: targetHref(t, span, "service", span.service), "data-pivot": "target-service" }, `All signals of ${span.service}`),
+        host ? el("a", { href: targetHref(t, span, "host", host), "data-pivot": "target-host" }, `All signals of host ${host}`) : null),
       el("div", { class: "kv" },
         ...[["duration", ferry.fmtDuration(span.duration_ns)], ["start", `${offset(span.offset_ns)} · ${ferry.fmtTime(Number(absNs(t, span.offset_ns) / 1000000n) * 1e6)}`],
           ["kind", span.kind], ["status", span.status + (span.status_message ? `: ${span.status_message}` : "")],
