@@ -199,7 +199,8 @@ class Family:
 
 
 # (scope, tenant, first minute, last minute) -> (when read, families): the catalogue requests share.
-_CATALOG: dict[tuple[object, str, int, int], tuple[float, list[Family]]] = {}
+# The third item is _parts_signature when read.
+_CATALOG: dict[tuple[object, str, int, int], tuple[float, list[Family], str]] = {}
 
 # (scope, SeriesId) -> labels of a remote_write series. A SeriesId is a hash of everything its labels
 # come from (ddl.SERIES_ID), so an entry never goes stale: reads group samples by the integer and
@@ -256,11 +257,22 @@ class PromStore:
         lo, hi = start_ms // 60_000, min(end_ms, _LAST_MS) // 60_000 + 1
         key = (self.scope, self.tenant, lo, hi)
         hit = _CATALOG.get(key)
-        if hit and time.monotonic() - hit[0] < self.CATALOG_TTL_S:
+        sig: str | None = None
+        if hit and time.monotonic() - hit[0] >= self.CATALOG_TTL_S:
+            # Past its time, the copy still holds while the metric tables have the very parts they
+            # had when it was read (nothing written or merged since): a few ms to ask, not a scan.
+            sig = await self._parts_signature()
+            if sig == hit[2]:
+                hit = _CATALOG[key] = (time.monotonic(), hit[1], sig)
+            else:
+                hit = None
+        if hit:
             wanted = {m.value for m in matchers or [] if m.name == "__name__" and m.op == "="} - {"target_info"}
             known = {n for f in hit[1] for n in f.series_names()}
             if wanted <= known:
                 return hit[1]
+        if sig is None:
+            sig = await self._parts_signature()
         w = self._where(lo * 60_000, hi * 60_000)
         # Grouped by the tables' sort-key prefix (ServiceName, MetricName), which the store aggregates
         # in order: a third faster than grouping by the name alone.
@@ -284,8 +296,17 @@ class PromStore:
         fams = list(seen.values())
         if len(_CATALOG) > 256:
             _CATALOG.clear()
-        _CATALOG[key] = (time.monotonic(), fams)
+        _CATALOG[key] = (time.monotonic(), fams, sig)
         return fams
+
+    async def _parts_signature(self) -> str:
+        """The active parts of the metric tables, by name (a write or a merge changes the set)."""
+        tables = ", ".join(literal(t) for t in _TABLES.values())
+        found = await self.rows(
+            "SELECT toString(cityHash64(groupArray(concat(table, '/', name, '/', toString(rows))))) AS sig FROM "
+            f"(SELECT table, name, rows FROM system.parts WHERE active AND database = currentDatabase() "
+            f"AND table IN ({tables}) ORDER BY table, name)")
+        return str(found[0]["sig"]) if found else ""
 
     # --- series SQL --------------------------------------------------------------------------------
     def _selects(self, fams: list[Family], matchers: list[Matcher], start_ms: int, end_ms: int,
@@ -638,9 +659,8 @@ def _floats(values: list[Any]) -> np.ndarray:
         return np.array([float(x) for x in values], dtype=np.float64)
 
 
-def _flat(table: pa.Table, name: str, dtype: type) -> tuple[np.ndarray, np.ndarray]:
-    """A list column as (all elements end to end, n + 1 offsets into them)."""
-    col = table.column(name).combine_chunks()
+def _flat(col: pa.Array, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    """A list array as (all elements end to end, n + 1 offsets into them): views of its buffers."""
     offs = col.offsets.to_numpy().astype(np.int64)
     values = col.values.to_numpy().astype(dtype, copy=False)
     return values[offs[0]:offs[-1]], offs - offs[0]
@@ -648,32 +668,41 @@ def _flat(table: pa.Table, name: str, dtype: type) -> tuple[np.ndarray, np.ndarr
 
 def _arrow_series(table: pa.Table, labels: list[dict[str, str]] | None = None) -> list[Series]:
     """_to_series over the SELECTs' answer as Arrow. Plain rows (no delta points, no staleness
-    markers, samples strictly in order) become views into two flat arrays, with no work per sample;
-    the others, and every row when two rows share a label set, go through _to_series. `labels`:
-    each row's labels, when the answer has no `labels` column."""
+    markers, samples strictly in order) become views into the answer's own buffers, batch by batch
+    (the engine copies them end to end once), with no work per sample; the others, and every row
+    when two rows share a label set, go through _to_series. `labels`: each row's labels, when the
+    answer has no `labels` column."""
     if table.num_rows == 0:
         return []
     if labels is None:
         labels = [dict(x) for x in table.column("labels").to_pylist()]
     else:
         labels = [dict(x) for x in labels]
-    ts, offs = _flat(table, "ts", np.int64)
-    vs, voffs = _flat(table, "vs", np.float64)
-    base, boffs = _flat(table, "base", np.float64)
-    stale, soffs = _flat(table, "stale", np.int64)
-    delta = table.column("delta").to_numpy()
-    n = len(labels)
-    plain = (delta == 0) & (np.diff(soffs) == 0) & (np.diff(offs) == np.diff(voffs))
-    # A row is out of order where a sample does not follow the one before it in the same row.
-    after = np.flatnonzero(np.diff(ts) <= 0) + 1
-    after = after[~np.isin(after, offs)]
-    plain[np.searchsorted(offs, after, side="right") - 1] = False
-    keys = {tuple(sorted(x.items())) for x in labels}
-    if len(keys) < n:
-        plain[:] = False
-    out = [Series(labels=labels[i], t=ts[offs[i]:offs[i + 1]], v=vs[offs[i]:offs[i + 1]]) for i in np.flatnonzero(plain)]
-    rest = [{"labels": labels[i], "delta": int(delta[i]), "ts": ts[offs[i]:offs[i + 1]], "vs": vs[voffs[i]:voffs[i + 1]],
-             "base": base[boffs[i]:boffs[i + 1]], "stale": stale[soffs[i]:soffs[i + 1]]} for i in np.flatnonzero(~plain)]
+    shared = len({tuple(sorted(x.items())) for x in labels}) < len(labels)
+    out: list[Series] = []
+    rest: list[dict[str, Any]] = []
+    row0 = 0
+    for batch in table.to_batches():
+        if batch.num_rows == 0:
+            continue
+        ts, offs = _flat(batch.column("ts"), np.int64)
+        vs, voffs = _flat(batch.column("vs"), np.float64)
+        base, boffs = _flat(batch.column("base"), np.float64)
+        stale, soffs = _flat(batch.column("stale"), np.int64)
+        delta = batch.column("delta").to_numpy()
+        plain = (delta == 0) & (np.diff(soffs) == 0) & (np.diff(offs) == np.diff(voffs))
+        # A row is out of order where a sample does not follow the one before it in the same row.
+        after = np.flatnonzero(np.diff(ts) <= 0) + 1
+        after = after[~np.isin(after, offs)]
+        plain[np.searchsorted(offs, after, side="right") - 1] = False
+        if shared:
+            plain[:] = False
+        out += [Series(labels=labels[row0 + i], t=ts[offs[i]:offs[i + 1]], v=vs[offs[i]:offs[i + 1]])
+                for i in np.flatnonzero(plain).tolist()]
+        rest += [{"labels": labels[row0 + i], "delta": int(delta[i]), "ts": ts[offs[i]:offs[i + 1]],
+                  "vs": vs[voffs[i]:voffs[i + 1]], "base": base[boffs[i]:boffs[i + 1]],
+                  "stale": stale[soffs[i]:soffs[i + 1]]} for i in np.flatnonzero(~plain).tolist()]
+        row0 += batch.num_rows
     return out + _to_series(rest)
 
 

@@ -99,6 +99,17 @@ def _grids(tt: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray] 
     gid = gid.reshape(-1)
     if len(rep) > max(1, int(n * _MAX_GRIDS_PER_SERIES)):
         return None
+    # Series of one grid that lie next to each other are checked as one [rows, length] view of TT
+    # (no gather); runs alternate between grids only as often as the series' order mixes them.
+    cut = np.flatnonzero(np.r_[True, gid[1:] != gid[:-1], True])
+    if len(cut) - 1 <= max(8, n // 16):
+        for s, e in zip(cut[:-1].tolist(), cut[1:].tolist(), strict=True):
+            r = int(rep[gid[s]])
+            length = int(lens[r])
+            block = tt[starts[s]:starts[e]].reshape(e - s, length)
+            if not (block == tt[starts[r]:starts[r] + length][None, :]).all():
+                return None
+        return gid, rep
     for g, r in enumerate(rep):
         rows = np.flatnonzero(gid == g)
         length = int(lens[r])
