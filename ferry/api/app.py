@@ -284,6 +284,11 @@ def build_app(
         start, end = params.time_range(request, "1d")
         return {"services": await rows(discover.services_sql(start, end, ctx.tenant_of(request)))}
 
+    async def tenants(request: Request) -> Any:
+        start, end = params.time_range(request, "7d")
+        return {"default": ctx.tenant, "current": ctx.tenant_of(request),
+                "tenants": await rows(discover.tenants_sql(start, end))}
+
     async def fields(request: Request) -> Any:
         start, end = params.time_range(request)
         service = request.query_params.get("service") or None
@@ -366,6 +371,7 @@ def build_app(
             Route("/api/v1/metrics", guard("metric_names", metric_names)),
             Route("/api/v1/services", guard("services", services)),
             Route("/api/v1/fields", guard("fields", fields)),
+            Route("/api/v1/tenants", guard("tenants", tenants)),
             Route("/", root),
             Route("/api", index),
             *ui.routes(),

@@ -64,18 +64,30 @@ def _window(start_ns: int, end_ns: int | None, column: str = "Timestamp", tenant
     return " AND ".join([*tenant_conds(tenant), cond])
 
 
+def _signals_by(column: str, name: str, start_ns: int, end_ns: int | None, tenant: str | None) -> str:
+    """One row per value of `column` (named `name`): its log lines, spans and metric points in the
+    range, and when last seen."""
+    parts = []
+    for signal, table, time_column in _SERVICE_SIGNALS:
+        counts = ", ".join(f"{'count()' if s == signal else 'toUInt64(0)'} AS {s}" for s in SERVICE_COUNTS)
+        parts.append(f"SELECT {column} AS {name}, {counts}, max({time_column}) AS last FROM {table} "
+                     f"WHERE {_window(start_ns, end_ns, time_column, tenant)} GROUP BY {name}")
+    return (
+        f"SELECT {name}, sum(logs) AS logs, sum(spans) AS spans, sum(metric_points) AS metric_points, "
+        f"toUnixTimestamp64Nano(max(last)) AS last_seen_ns FROM ({' UNION ALL '.join(parts)}) "
+        f"GROUP BY {name} ORDER BY {name}"
+    )
+
+
 def services_sql(start_ns: int, end_ns: int | None, tenant: str | None = None) -> str:
     """One row per service: its log lines, spans and metric points in the range, and when last seen."""
-    parts = []
-    for signal, table, column in _SERVICE_SIGNALS:
-        counts = ", ".join(f"{'count()' if s == signal else 'toUInt64(0)'} AS {s}" for s in SERVICE_COUNTS)
-        parts.append(f"SELECT ServiceName AS service, {counts}, max({column}) AS last FROM {table} "
-                     f"WHERE {_window(start_ns, end_ns, column, tenant)} GROUP BY service")
-    return (
-        "SELECT service, sum(logs) AS logs, sum(spans) AS spans, sum(metric_points) AS metric_points, "
-        f"toUnixTimestamp64Nano(max(last)) AS last_seen_ns FROM ({' UNION ALL '.join(parts)}) "
-        "GROUP BY service ORDER BY service"
-    )
+    return _signals_by("ServiceName", "service", start_ns, end_ns, tenant)
+
+
+def tenants_sql(start_ns: int, end_ns: int | None) -> str:
+    """One row per tenant with rows in the range, counted as services_sql counts a service. Every
+    tenant's, by design: it is what the UI's tenant picker offers."""
+    return _signals_by("Tenant", "tenant", start_ns, end_ns, None)
 
 
 def fields_sql(start_ns: int, end_ns: int | None, service: str | None = None, sample: int = FIELDS_SAMPLE,
@@ -246,6 +258,7 @@ API_ROUTES = (
     ("/api/v1/metrics", "metric names with kind, unit, series and services", "/api/v1/metrics"),
     ("/api/v1/metrics/series?name=&label=&step=", "one metric's series; histograms with p50/p90/p99", ""),
     ("/api/v1/services", "services with their log, span and metric counts and when last seen", "/api/v1/services"),
+    ("/api/v1/tenants?since=7d", "the tenants with data, with their log, span and metric counts", "/api/v1/tenants"),
     ("/api/v1/fields?service=", "the fields a search can use, with example values", "/api/v1/fields"),
     ("/api/v1/status", "is ferry taking data? rows, disk, lag, spool", "/api/v1/status"),
     ("/metrics", "ferry's own metrics, Prometheus text format", "/metrics"),

@@ -56,7 +56,7 @@ def _shell(view: View) -> str:
 <script src="/ui/static/ferry.js" defer></script>
 <script src="/ui/static/views/{view.name}.js" defer></script>
 </head><body data-view="{view.name}">
-<header class="top"><a class="brand" href="/">ferry</a><nav>{nav}</nav><span class="grow"></span><a class="api-link" href="/api">API</a></header>
+<header class="top"><a class="brand" href="/">ferry</a><nav>{nav}</nav><span class="grow"></span><span class="tenant-picker" data-tenant-picker hidden></span><a class="api-link" href="/api">API</a></header>
 <main id="view"><noscript>ferry's UI needs JavaScript; the API at /api works without it.</noscript></main>
 </body></html>"""
 

@@ -338,3 +338,44 @@ def test_a_bad_target_says_what_is_wrong(ferry: FerryProcess, sent: None, page: 
     expect(page.locator("[data-section=traces] .empty")).to_have_text("No spans from this host in this time range.")
     expect(page.locator("[data-section=metrics] .empty")).to_have_text("No metrics from this host in this time range.")
     expect(page.locator("[data-related]")).to_contain_text("none seen in this time range")
+
+
+# --- tenants ----------------------------------------------------------------------------------------------
+
+
+def test_api_lists_the_tenants_with_data(ferry: FerryProcess, sent: None) -> None:
+    r = httpx.get(f"{ferry.api}/api/v1/tenants", timeout=30)
+    assert r.status_code == 200, r.text
+    ans = r.json()
+    assert (ans["default"], ans["current"]) == ("default", "default")
+    by = {t["tenant"]: t for t in ans["tenants"]}
+    assert (by[OTHER_TENANT]["logs"], by[OTHER_TENANT]["spans"], by[OTHER_TENANT]["metric_points"]) == (TENANT_LINES, 0, 0)
+    assert by["default"]["logs"] >= _logs(HOST_A) + _logs(HOST_B) and by["default"]["spans"] >= _spans(HOST_A)
+    assert by["default"]["metric_points"] > 0
+    named = httpx.get(f"{ferry.api}/api/v1/tenants", headers={"X-Scope-OrgID": OTHER_TENANT}, timeout=30).json()
+    assert named["current"] == OTHER_TENANT and named["tenants"] == ans["tenants"]
+    bad = httpx.get(f"{ferry.api}/api/v1/tenants", params={"since": "lately"}, timeout=30)
+    assert bad.status_code == 400 and bad.json()["error"].startswith("since:"), bad.text
+
+
+def test_tenant_picker_switches_what_every_view_reads(ferry: FerryProcess, sent: None, page: Page) -> None:
+    _open(page, ferry, "host", HOST_A)
+    picker = page.locator("[data-tenant]")
+    expect(picker).to_have_value("default")
+    expect(page.locator("[data-log-count]")).to_have_text(f"{_logs(HOST_A)} lines")
+    picker.select_option(OTHER_TENANT)
+    page.wait_for_url(re.compile(rf"[?&]tenant={OTHER_TENANT}(&|$)"))
+    expect(page.locator("[data-log-count]")).to_have_text(f"{TENANT_LINES} lines")
+    _expect_related(page, {WEB})  # that tenant sent logs of one service, and no spans or metrics
+    expect(page.locator("[data-section=metrics] .empty")).to_have_text("No metrics from this host in this time range.")
+    # The choice follows to the other views (their links do not carry it) and into the URL.
+    page.locator("header nav a[data-view=logs]").click()
+    page.wait_for_url(re.compile(rf"[?&]tenant={OTHER_TENANT}(&|$)"))
+    rows = page.locator("[data-rows] > [data-row]")
+    expect(rows).to_have_count(TENANT_LINES)
+    expect(rows.filter(has_text="another tenant")).to_have_count(TENANT_LINES)
+    # Back to the configured tenant: its lines, none of the other's, and no tenant in the URL.
+    page.locator("[data-tenant]").select_option("default")
+    page.wait_for_url(lambda url: "tenant=" not in url)
+    expect(rows.first).to_be_visible()
+    expect(rows.filter(has_text="another tenant")).to_have_count(0)

@@ -17,7 +17,7 @@
     }
     let r;
     try {
-      r = await fetch(url, form ? { method: "POST", body: new URLSearchParams(form) } : {});
+      r = await fetch(url, form ? { method: "POST", body: new URLSearchParams(form), headers: headers() } : { headers: headers() });
     } catch (e) {
       throw new FerryError("ferry is not answering (is it running?): " + e.message, 0);
     }
@@ -64,6 +64,42 @@
       (push ? history.pushState : history.replaceState).call(history, null, "", url);
     },
   };
+
+  // Tenant: the URL's `tenant` (a shared link names it), else the one last picked in this browser; none
+  // means the server's configured tenant. Every API call names it in X-Scope-OrgID, as Grafana would.
+  const TENANT_KEY = "ferry.tenant";
+  function storedTenant() { try { return localStorage.getItem(TENANT_KEY) || ""; } catch (_) { return ""; } }
+  function keepTenant(t) {
+    try { if (t) localStorage.setItem(TENANT_KEY, t); else localStorage.removeItem(TENANT_KEY); } catch (_) { /* private mode */ }
+  }
+  const urlTenant = new URLSearchParams(location.search).get("tenant");
+  if (urlTenant !== null) keepTenant(urlTenant.trim());
+  else if (storedTenant()) state.set({ tenant: storedTenant() });  // the URL holds the whole state
+  function tenant() { return (state.get("tenant") || "").trim(); }
+  function headers() { const t = tenant(); return t ? { "X-Scope-OrgID": t } : {}; }
+
+  // The picker in the top bar, shown once there is a choice: more than one tenant has data, or the
+  // page names one. Picking reloads the page for that tenant.
+  async function tenantPicker() {
+    const slot = document.querySelector("[data-tenant-picker]");
+    if (!slot) return;
+    let ans;
+    try { ans = await request("/api/v1/tenants", { since: "30d" }); } catch (_) { return; }  // the view shows API errors itself
+    const current = tenant() || ans.default;
+    const names = [...new Set([ans.default, current, ...ans.tenants.map((t) => t.tenant)])].sort();
+    if (names.length < 2) return;
+    const select = el("select", { "aria-label": "tenant", "data-tenant": "" },
+      names.map((n) => el("option", { value: n, selected: n === current }, n === ans.default ? `${n} (default)` : n)));
+    select.addEventListener("change", () => {
+      const t = select.value === ans.default ? "" : select.value;
+      keepTenant(t);
+      state.set({ tenant: t });
+      location.reload();
+    });
+    slot.replaceChildren(el("span", { class: "muted" }, "tenant"), select);
+    slot.hidden = false;
+  }
+  document.addEventListener("DOMContentLoaded", tenantPicker);
 
   // Time: `from`/`to` in the URL are `now`, `now-15m` style, an ISO date, or nanoseconds.
   const UNIT_S = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
@@ -184,7 +220,7 @@
   });
 
   window.ferry = {
-    FerryError, api: (path, params) => request(path, params), post: (path, form, params) => request(path, params, form),
+    FerryError, api: (path, params) => request(path, params), headers, tenant, post: (path, form, params) => request(path, params, form),
     el, state, parseTime, range, timePicker, zoomTo, fmtTime, fmtDuration, fmtNum, levelClass, colour,
     showError, chart, view: () => document.getElementById("view"),
   };

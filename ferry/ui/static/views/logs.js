@@ -18,7 +18,7 @@
       if (Array.isArray(v)) v.forEach((x) => url.searchParams.append(k, x)); else url.searchParams.set(k, v);
     }
     let r;
-    try { r = await fetch(url); } catch (e) { throw new ferry.FerryError("ferry is not answering (is it running?): " + e.message, 0); }
+    try { r = await fetch(url, { headers: ferry.headers() }); } catch (e) { throw new ferry.FerryError("ferry is not answering (is it running?): " + e.message, 0); }
     const text = await r.text();
     let body = null;
     try {
