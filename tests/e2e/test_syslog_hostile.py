@@ -35,6 +35,9 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def ferry(tmp_path_factory: pytest.TempPathFactory, faults: Path) -> Iterator[FerryProcess]:
     config = {
+        # 1 MiB messages: a 0.2 s batch of the 60 KB lines below passes it even when a busy machine
+        # delivers them slowly, so the split path is taken on every run, not only on a quiet one.
+        "bus": {"max_payload": 1024 * 1024},
         "receivers": {
             "syslog": {
                 "max_connections": MAX_CONNECTIONS,
