@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ferry.errors import BadRequest
+from ferry.query.lexer import QUOTED, Cursor, QuerySyntaxError, Token, TokenStream, unescape
 
 # Grammar (keywords are upper-case; juxtaposition is AND; `-x` is `NOT x` when x starts with a
 # letter, digit, `"`, `(`, `_` or `@`, so `->` or `--` are searched for instead):
@@ -114,26 +115,24 @@ Node = Word | Phrase | Field | Not | And | Or
 # ---------------------------------------------------------------------------------------------
 # Lexer
 
-_Kind = Literal["(", ")", "-", "NOT", "AND", "OR", "WORD", "PHRASE", "FIELD", "END"]
+# The search language is scanned by hand on a Cursor: whether `-` negates, where a word ends and
+# whether `key:` takes the quoted string after it depend on the characters around them, which a
+# table of token kinds cannot say.
 
 # Keys may carry the dots, dashes and slashes OTel attribute names use, but must start with a
 # letter, `_` or `@` so clock times (12:30:01) and the like stay free words.
 KEY_RE = re.compile(r"[A-Za-z_@][A-Za-z0-9_.\-/@]*")
-_STOP = frozenset('()"')
-_KEYWORDS: dict[str, _Kind] = {"NOT": "NOT", "AND": "AND", "OR": "OR"}
+_WORD_RE = re.compile(r'[^\s()"]+')
+_PHRASE_RE = re.compile(QUOTED)
+# Only \" and \\ are escapes, so C:\temp stays as typed.
+_ESCAPES = {'"': '"', "\\": "\\"}
+_KEYWORDS = frozenset({"NOT", "AND", "OR"})
 _NUMBER_RE = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_SYNTAX = "query syntax error at position {pos}: {message}"
 
 
-@dataclass(frozen=True)
-class _Tok:
-    kind: _Kind
-    pos: int
-    text: str = ""
-    node: Node | None = None
-
-
-def _describe(tok: _Tok) -> str:
-    if tok.kind == "END":
+def _describe(tok: Token) -> str:
+    if tok.kind == "end":
         return "end of query"
     if tok.kind in ("WORD", "PHRASE", "FIELD"):
         return repr(tok.text)
@@ -141,102 +140,88 @@ def _describe(tok: _Tok) -> str:
 
 
 def _error(pos: int, message: str) -> BadRequest:
-    return BadRequest(f"query syntax error at position {pos}: {message}")
+    return QuerySyntaxError(_SYNTAX, pos, message)
 
 
-class _Lexer:
-    def __init__(self, query: str) -> None:
-        self.q = query
-        self.i = 0
-
-    def tokens(self) -> list[_Tok]:
-        out: list[_Tok] = []
-        while True:
-            tok = self._next()
-            out.append(tok)
-            if tok.kind == "END":
-                return out
-
-    def _next(self) -> _Tok:
-        q = self.q
-        while self.i < len(q) and q[self.i].isspace():
-            self.i += 1
-        start = self.i
-        if start >= len(q):
-            return _Tok("END", start)
-        ch = q[start]
+def _tokens(query: str) -> list[Token]:
+    """Kinds: ( ) - NOT AND OR, and WORD, PHRASE and FIELD whose value is their Node; then end."""
+    cur = Cursor(query, _SYNTAX)
+    out: list[Token] = []
+    while True:
+        cur.skip_space()
+        start, ch = cur.pos, cur.char
+        if not ch:
+            out.append(Token("end", "", start))
+            return out
         if ch in "()":
-            self.i += 1
-            return _Tok("(" if ch == "(" else ")", start, ch)
-        if ch == '"':
-            text = self._quoted()
+            cur.pos += 1
+            out.append(Token(ch, ch, start))
+        elif ch == '"':
+            text = _quoted(cur)
             if text == "":
-                raise _error(start, 'empty phrase ""; put text between the quotes')
-            return _Tok("PHRASE", start, q[start : self.i], Phrase(text))
-        if ch == "-" and start + 1 < len(q) and _negatable(q[start + 1]):
-            self.i += 1
-            return _Tok("-", start, "-")
-        while self.i < len(q) and not q[self.i].isspace() and q[self.i] not in _STOP:
-            self.i += 1
-        word = q[start : self.i]
-        if word in _KEYWORDS:
-            return _Tok(_KEYWORDS[word], start, word)
-        if word == "*":
-            return _Tok("WORD", start, word, And(()))
-        key_m = KEY_RE.match(word)
-        if key_m and key_m.end() < len(word) and word[key_m.end()] == ":":
-            return self._field(start, key_m.group(), word[key_m.end() + 1 :])
-        if word.endswith("*") and len(word) > 1:
-            return _Tok("WORD", start, word, Word(word[:-1], prefix=True))
-        return _Tok("WORD", start, word, Word(word))
+                raise cur.error('empty phrase ""; put text between the quotes', start)
+            out.append(Token("PHRASE", query[start : cur.pos], start, Phrase(text)))
+        elif ch == "-" and start + 1 < len(query) and _negatable(query[start + 1]):
+            cur.pos += 1
+            out.append(Token("-", "-", start))
+        else:
+            out.append(_word(cur, start))
 
-    def _quoted(self) -> str:
-        """Read a "..." string at self.i; only \\" and \\\\ are escapes, so C:\\temp stays as typed."""
-        q, start = self.q, self.i
-        self.i += 1
-        parts: list[str] = []
-        while self.i < len(q):
-            ch = q[self.i]
-            if ch == "\\" and self.i + 1 < len(q) and q[self.i + 1] in '"\\':
-                parts.append(q[self.i + 1])
-                self.i += 2
-            elif ch == '"':
-                self.i += 1
-                return "".join(parts)
-            else:
-                parts.append(ch)
-                self.i += 1
-        raise _error(start, "unterminated quoted string: expected a closing '\"'")
 
-    def _field(self, start: int, key: str, rest: str) -> _Tok:
-        """Finish a `key:...` token; `rest` is what followed the colon up to a stop character."""
-        q = self.q
-        value_pos = start + len(key) + 1
-        op: FieldOp = "="
-        for cmp in COMPARISONS:
-            if rest.startswith(cmp):
-                op, rest, value_pos = cmp, rest[len(cmp) :], value_pos + len(cmp)
-                break
-        quoted = False
-        if rest == "" and self.i < len(q) and q[self.i] == '"':
-            rest = self._quoted()
-            quoted = True
-        elif rest == "":
-            what = "a number" if op != "=" else "a value"
-            raise _error(value_pos, f"expected {what} after '{q[start:value_pos]}'")
-        if op == "=" and not quoted and rest == "*":
-            op, rest = "exists", ""
-        elif op == "=" and not quoted and rest.endswith("*"):
-            op, rest = "prefix", rest[:-1]
-        elif op == "=" and quoted and self.i < len(q) and q[self.i] == "*":
-            self.i += 1
-            op = "prefix"
-        if op in COMPARISONS:
-            _check_comparable(key, rest, value_pos)
-        text = q[start : self.i]
-        if key.lower() == "body":
-            return _Tok("FIELD", start, text, _body_node(op, rest, quoted))
-        return _Tok("FIELD", start, text, Field(key, op, rest))
+def _word(cur: Cursor, start: int) -> Token:
+    m = cur.match(_WORD_RE)
+    assert m is not None  # the caller saw a character that is not space, a paren or a quote
+    word = m.group()
+    if word in _KEYWORDS:
+        return Token(word, word, start)
+    if word == "*":
+        return Token("WORD", word, start, And(()))
+    key_m = KEY_RE.match(word)
+    if key_m and key_m.end() < len(word) and word[key_m.end()] == ":":
+        return _field(cur, start, key_m.group(), word[key_m.end() + 1 :])
+    if word.endswith("*") and len(word) > 1:
+        return Token("WORD", word, start, Word(word[:-1], prefix=True))
+    return Token("WORD", word, start, Word(word))
+
+
+def _quoted(cur: Cursor) -> str:
+    """The text of the "..." string at the cursor, which moves past it."""
+    start = cur.pos
+    m = cur.match(_PHRASE_RE)
+    if m is None:
+        raise cur.error("unterminated quoted string: expected a closing '\"'", start)
+    return unescape(m.group()[1:-1], _ESCAPES, unknown="keep")
+
+
+def _field(cur: Cursor, start: int, key: str, rest: str) -> Token:
+    """Finish a `key:...` token; `rest` is what followed the colon up to a stop character."""
+    q = cur.text
+    value_pos = start + len(key) + 1
+    op: FieldOp = "="
+    for cmp in COMPARISONS:
+        if rest.startswith(cmp):
+            op, rest, value_pos = cmp, rest[len(cmp) :], value_pos + len(cmp)
+            break
+    quoted = False
+    if rest == "" and cur.char == '"':
+        rest = _quoted(cur)
+        quoted = True
+    elif rest == "":
+        what = "a number" if op != "=" else "a value"
+        raise _error(value_pos, f"expected {what} after '{q[start:value_pos]}'")
+    if op == "=" and not quoted and rest == "*":
+        op, rest = "exists", ""
+    elif op == "=" and not quoted and rest.endswith("*"):
+        op, rest = "prefix", rest[:-1]
+    elif op == "=" and quoted and cur.char == "*":
+        cur.pos += 1
+        op = "prefix"
+    if op in COMPARISONS:
+        _check_comparable(key, rest, value_pos)
+    text = q[start : cur.pos]
+    if key.lower() == "body":
+        return Token("FIELD", text, start, _body_node(op, rest, quoted))
+    return Token("FIELD", text, start, Field(key, op, rest))
 
 
 def _negatable(ch: str) -> bool:
@@ -272,22 +257,17 @@ def _body_node(op: FieldOp, value: str, quoted: bool) -> Node:
 _TERM_START = frozenset({"(", "-", "NOT", "WORD", "PHRASE", "FIELD"})
 
 
-class _Parser:
-    def __init__(self, toks: list[_Tok]) -> None:
-        self.toks = toks
-        self.k = 0
+class _Parser(TokenStream):
+    def __init__(self, query: str) -> None:
+        super().__init__(query, _tokens(query), _SYNTAX)
         self.depth = 0
         self.terms = 0
 
-    @property
-    def tok(self) -> _Tok:
-        return self.toks[self.k]
-
     def parse(self) -> Node:
-        if self.tok.kind == "END":
+        if self.tok.kind == "end":
             return And(())
         node = self._and()
-        if self.tok.kind != "END":
+        if self.tok.kind != "end":
             if self.tok.kind == ")":
                 raise _error(self.tok.pos, "unexpected ')' with no matching '('")
             raise _error(
@@ -299,7 +279,7 @@ class _Parser:
         items = [self._or()]
         while True:
             if self.tok.kind == "AND":
-                self.k += 1
+                self.next()
                 items.append(self._or())
             elif self.tok.kind in _TERM_START:
                 items.append(self._or())
@@ -310,14 +290,14 @@ class _Parser:
     def _or(self) -> Node:
         items = [self._unary()]
         while self.tok.kind == "OR":
-            self.k += 1
+            self.next()
             items.append(self._unary())
         return items[0] if len(items) == 1 else Or(tuple(items))
 
     def _unary(self) -> Node:
         tok = self.tok
         if tok.kind in ("NOT", "-"):
-            self.k += 1
+            self.next()
             self._enter(tok.pos)
             operand = self._unary()
             self.depth -= 1
@@ -327,7 +307,7 @@ class _Parser:
     def _primary(self) -> Node:
         tok = self.tok
         if tok.kind == "(":
-            self.k += 1
+            self.next()
             self._enter(tok.pos)
             if self.tok.kind == ")":
                 raise _error(self.tok.pos, "expected a term inside '(' ... ')', found ')'")
@@ -337,18 +317,18 @@ class _Parser:
                     self.tok.pos,
                     f"expected ')' to close '(' at position {tok.pos}, found {_describe(self.tok)}",
                 )
-            self.k += 1
+            self.next()
             self.depth -= 1
             return node
         if tok.kind in ("WORD", "PHRASE", "FIELD"):
-            self.k += 1
+            self.next()
             self.terms += 1
             if self.terms > MAX_TERMS:
                 raise _error(tok.pos, f"too many terms (at most {MAX_TERMS})")
-            assert tok.node is not None
-            return tok.node
+            assert isinstance(tok.value, Node)
+            return tok.value
         after = {"NOT": "after NOT", "-": "after '-'", "OR": "after OR", "AND": "after AND"}
-        prev = self.toks[self.k - 1].kind if self.k > 0 else ""
+        prev = self.toks[self.i - 1].kind if self.i > 0 else ""
         where = f" {after[prev]}" if prev in after else ""
         raise _error(tok.pos, f"expected a term{where}, found {_describe(tok)}")
 
@@ -366,4 +346,4 @@ def parse(query: str) -> Node:
         query.encode("utf-8")
     except UnicodeEncodeError as e:
         raise BadRequest(f"query is not valid text at position {e.start}") from None
-    return _Parser(_Lexer(query).tokens()).parse()
+    return _Parser(query).parse()

@@ -204,6 +204,10 @@ def test_fields_and_durations_alone() -> None:
     ("{ .a = 1 } &&", "expected a spanset filter"),
     ("{ .a = 1 } { .b = 2 }", "unexpected '{'"),
     ("{ .a = 1 ] }", "unexpected character ']'"),
+    # A non-ASCII letter where a name or a unit may stand is refused, not a crash (was a 500).
+    ("{ .é = 1 }", "unexpected character 'é' at column 4"),
+    ("{ duration > 5mµ }", "unexpected character 'µ' at column 16"),
+    ("{ .a -5 = 1 }", "unexpected character '-' at column 6"),
     ("{ .a = 1 && }", "expected an attribute or intrinsic, found '}'"),
 ])
 def test_errors_name_the_problem(q: str, message: str) -> None:

@@ -1,14 +1,14 @@
 """Parses LogQL text (Grafana Loki's query language) into ferry.query.logql.ast nodes.
 
-A hand-written lexer and recursive-descent parser; errors are BadRequest naming line, column and problem.
+A ferry.query.lexer token table and a recursive-descent parser; BadRequest names line, column and problem.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from ferry.errors import BadRequest
+from ferry.query.lexer import Lexer, Token, TokenStream, unescape
 from ferry.query.logql import ast
 
 MAX_QUERY_CHARS = 16_384
@@ -29,47 +29,23 @@ _BYTE_UNITS = {
 }
 _BYTES_RE = re.compile(r"(\d+(?:\.\d+)?)([a-zA-Z]+)")
 
-_TOKEN_RE = re.compile(
-    r"""
-    (?P<ws>\s+)
-  | (?P<comment>\#[^\n]*)
-  | (?P<string>"(?:[^"\\]|\\.)*"|`[^`]*`)
-  | (?P<num>\d+(?:\.\d+)?(?:[eE][+-]?\d+)?(?:[a-zA-Zµ]+(?:\d+(?:\.\d+)?[a-zA-Zµ]+)*)?)
-  | (?P<ident>[a-zA-Z_][a-zA-Z0-9_]*)
-  | (?P<op>\|=|\|~|!=|!~|=~|==|>=|<=|=|>|<|\||\{|\}|\(|\)|\[|\]|,|\+|-|\*|/|%|\^)
-    """,
-    re.VERBOSE,
-)
+_SYNTAX = "parse error at line {line}, col {col}: {message}"
+_LEXER = Lexer({
+    "ws": r"\s+",
+    "comment": r"\#[^\n]*",
+    "string": r'"(?:[^"\\]|\\.)*"|`[^`]*`',
+    "num": r"\d+(?:\.\d+)?(?:[eE][+-]?\d+)?(?:[a-zA-Zµ]+(?:\d+(?:\.\d+)?[a-zA-Zµ]+)*)?",
+    "ident": r"[a-zA-Z_][a-zA-Z0-9_]*",
+    "op": r"\|=|\|~|!=|!~|=~|==|>=|<=|=|>|<|\||\{|\}|\(|\)|\[|\]|,|\+|-|\*|/|%|\^",
+}, _SYNTAX, skip=("ws", "comment"))
 
 _GO_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "'": "'", "a": "\a", "b": "\b",
                "f": "\f", "v": "\v"}
-_ESCAPE_RE = re.compile(r"\\(u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|x[0-9a-fA-F]{2}|[0-7]{3}|.)", re.DOTALL)
 
 _PRECEDENCE = {"or": 1, "and": 2, "unless": 2, "==": 3, "!=": 3, ">": 3, ">=": 3, "<": 3, "<=": 3,
                "+": 4, "-": 4, "*": 5, "/": 5, "%": 5, "^": 6}
 _COMPARISONS = frozenset({"==", "!=", ">", ">=", "<", "<="})
 _PARSERS = frozenset({"json", "logfmt", "regexp", "pattern", "unpack"})
-
-
-@dataclass(frozen=True)
-class Token:
-    kind: str  # string | num | ident | op | end
-    text: str
-    pos: int
-
-
-def _unquote_go(body: str) -> str:
-    def one(m: re.Match[str]) -> str:
-        e = m.group(1)
-        if e[0] in "uUx":
-            return chr(int(e[1:], 16))
-        if e[0].isdigit():
-            return chr(int(e, 8))
-        if e in _GO_ESCAPES:
-            return _GO_ESCAPES[e]
-        raise ValueError(f"unknown escape sequence \\{e}")
-
-    return _ESCAPE_RE.sub(one, body)
 
 
 def parse_duration_ns(text: str) -> int:
@@ -91,58 +67,19 @@ def parse_bytes(text: str) -> float:
 
 
 def tokenize(text: str) -> list[Token]:
-    out: list[Token] = []
-    pos = 0
-    while pos < len(text):
-        m = _TOKEN_RE.match(text, pos)
-        if m is None:
-            raise _error(text, pos, f"unexpected character {text[pos]!r}")
-        kind = m.lastgroup or ""
-        if kind not in ("ws", "comment"):
-            out.append(Token(kind, m.group(), pos))
-        pos = m.end()
-    out.append(Token("end", "", len(text)))
-    return out
+    return _LEXER.tokens(text)
 
 
-def _error(text: str, pos: int, message: str) -> BadRequest:
-    line = text.count("\n", 0, pos) + 1
-    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
-    return BadRequest(f"parse error at line {line}, col {col}: {message}")
-
-
-class _Parser:
+class _Parser(TokenStream):
     def __init__(self, text: str) -> None:
-        self.text = text
-        self.toks = tokenize(text)
-        self.i = 0
+        super().__init__(text, tokenize(text), _SYNTAX)
         self.depth = 0
 
     # -- token helpers ------------------------------------------------------------------------
-    @property
-    def tok(self) -> Token:
-        return self.toks[self.i]
-
-    def peek(self, n: int = 1) -> Token:
-        return self.toks[min(self.i + n, len(self.toks) - 1)]
-
-    def next(self) -> Token:
-        t = self.toks[self.i]
-        if t.kind != "end":
-            self.i += 1
-        return t
-
-    def fail(self, message: str, tok: Token | None = None) -> BadRequest:
-        t = tok or self.tok
-        return _error(self.text, t.pos, message)
-
     def unexpected(self, wanted: str) -> BadRequest:
         t = self.tok
         got = "end of query" if t.kind == "end" else repr(t.text)
         return self.fail(f"syntax error: unexpected {got}, expecting {wanted}")
-
-    def is_op(self, *ops: str) -> bool:
-        return self.tok.kind == "op" and self.tok.text in ops
 
     def is_word(self, *words: str) -> bool:
         return self.tok.kind == "ident" and self.tok.text in words
@@ -165,7 +102,7 @@ class _Parser:
         if t.text.startswith("`"):
             return t.text[1:-1]
         try:
-            return _unquote_go(t.text[1:-1])
+            return unescape(t.text[1:-1], _GO_ESCAPES, numeric=True, unknown="error")
         except ValueError as e:
             raise self.fail(str(e), t) from None
 

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from ferry.errors import BadRequest
+from ferry.query.lexer import QUOTED, Lexer, QuerySyntaxError, Token, TokenStream, unescape
 
 # ---- AST ------------------------------------------------------------------------------------------
 
@@ -110,215 +111,170 @@ Spanset = Filter | SpansetOp
 _UNITS_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 _DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_NUMBER = re.compile(r"\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
 # Attribute names: letters, digits and the punctuation OTel keys use (service.name, k8s.pod-name, a/b:c).
-_NAME = re.compile(r"[A-Za-z0-9_.\-/:@]+")
-_OPERATORS = ("&&", "||", ">>", "<<", ">=", "<=", "!=", "=~", "!~", "=", ">", "<", "~", "!", "{", "}", "(", ")", "|")
+_NAME_CHAR = r"[A-Za-z0-9_.\-/:@]"
 MAX_QUERY_CHARS = 20_000
 
+_SYNTAX = "invalid TraceQL query: {message} at column {column}"
+# A number or duration may not run into a name (`5mx` and `1abc` are errors, not two tokens); the
+# atomic group keeps a shorter match (`1.5` of `1.5٣x`) from being tried instead. The leading `-`
+# is a sign only at the start or after an operator, which tokenize() checks.
+_LEXER = Lexer({
+    "ws": r"\s+",
+    "string": QUOTED + r"|`[^`]*`",
+    "open_string": r'["`]',
+    "duration": rf"-?(?>(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+)(?!{_NAME_CHAR})",
+    "number": rf"-?(?>\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)(?!{_NAME_CHAR})",
+    "name": rf"[A-Za-z_.]{_NAME_CHAR}*",
+    "op": r"&&|\|\||>>|<<|>=|<=|!=|=~|!~|=|>|<|~|!|\{|\}|\(|\)|\|",
+}, _SYNTAX, skip=("ws",), fail={"open_string": "unterminated string"})
+# Tempo's escapes; any other backslash just takes the next character as it is.
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
 
-@dataclass(frozen=True)
-class Token:
-    kind: str  # op, string, number, duration, name, end
-    text: str
-    value: object
-    col: int
+
+def _error(pos: int, what: str) -> BadRequest:
+    return QuerySyntaxError(_SYNTAX, pos, what)
 
 
-def _error(col: int, what: str) -> BadRequest:
-    return BadRequest(f"invalid TraceQL query: {what} at column {col}")
-
-
-def _string(q: str, i: int) -> tuple[str, int]:
-    """A "double-quoted" (with escapes) or `backquoted` (raw) string starting at q[i]."""
-    quote = q[i]
-    j = i + 1
-    out: list[str] = []
-    while j < len(q):
-        ch = q[j]
-        if ch == quote:
-            return "".join(out), j + 1
-        if ch == "\\" and quote == '"':
-            j += 1
-            if j >= len(q):
-                break
-            out.append({"n": "\n", "t": "\t", "r": "\r"}.get(q[j], q[j]))
-        else:
-            out.append(ch)
-        j += 1
-    raise _error(i + 1, "unterminated string")
+def _ns(text: str) -> int:
+    return sum(round(float(n) * _UNITS_NS[u]) for n, u in _DURATION_PART.findall(text))
 
 
 def tokenize(q: str) -> list[Token]:
+    """Tokens whose value is decoded: strings unescaped, numbers int or float, durations in ns, a
+    name with a quoted key ("quoted", name); an operator's or plain name's value is None."""
     if len(q) > MAX_QUERY_CHARS:
         raise BadRequest(f"invalid TraceQL query: longer than {MAX_QUERY_CHARS} characters")
     out: list[Token] = []
-    i = 0
-    while i < len(q):
-        ch = q[i]
-        if ch.isspace():
-            i += 1
-            continue
-        col = i + 1
-        if ch in "\"`":
-            s, i = _string(q, i)
-            out.append(Token("string", s, s, col))
-            continue
-        neg = ch == "-" and i + 1 < len(q) and q[i + 1].isdigit() and (not out or out[-1].kind == "op")
-        start = i + 1 if neg else i
-        if q[start].isdigit():
-            m = _DURATION.match(q, start)
-            if m and not (m.end() < len(q) and _NAME.match(q[m.end()])):
-                ns = sum(round(float(n) * _UNITS_NS[u]) for n, u in _DURATION_PART.findall(m.group()))
-                out.append(Token("duration", q[i:m.end()], -ns if neg else ns, col))
-                i = m.end()
+    name_end = -1  # where the last name ended, for `span."key with spaces"`
+    for t in _LEXER.scan(q):
+        kind, text, pos = t.kind, t.text, t.pos
+        if kind in ("number", "duration") and text[0] == "-" and out and out[-1].kind != "op":
+            raise _error(pos, "unexpected character '-'")
+        if kind == "string":
+            raw = text[0] == "`"
+            s = text[1:-1] if raw else unescape(text[1:-1], _ESCAPES, unknown="drop")
+            if not raw and pos == name_end and out[-1].text.endswith("."):
+                # A quoted key right after a scope is part of the name.
+                name = out[-1].text + s
+                out[-1] = Token("name", name, out[-1].pos, ("quoted", name))
+                name_end = -1
                 continue
-            m = _NUMBER.match(q, start)
-            if m and not (m.end() < len(q) and _NAME.match(q[m.end()])):
-                text = m.group()
-                num: int | float = float(text) if any(c in text for c in ".eE") else int(text)
-                out.append(Token("number", q[i:m.end()], -num if neg else num, col))
-                i = m.end()
-                continue
-        if ch.isalpha() or ch in "._":
-            m = _NAME.match(q, i)
-            assert m is not None
-            name = m.group()
-            i = m.end()
-            # span."key with spaces": a quoted key right after a scope.
-            if name.endswith(".") and i < len(q) and q[i] == '"':
-                key, i = _string(q, i)
-                name += key
-                out.append(Token("name", name, ("quoted", name), col))
-                continue
-            out.append(Token("name", name, name, col))
-            continue
-        for op in _OPERATORS:
-            if q.startswith(op, i):
-                out.append(Token("op", op, op, col))
-                i += len(op)
-                break
+            out.append(Token("string", s, pos, s))
+        elif kind == "duration":
+            ns = _ns(text)
+            out.append(Token(kind, text, pos, -ns if text[0] == "-" else ns))
+        elif kind == "number":
+            num: int | float = float(text) if any(c in text for c in ".eE") else int(text)
+            out.append(Token(kind, text, pos, num))
         else:
-            raise _error(col, f"unexpected character {ch!r}")
-    out.append(Token("end", "", None, len(q) + 1))
+            out.append(t)
+        name_end = pos + len(text) if kind == "name" else -1
     return out
 
 
 # ---- parser ---------------------------------------------------------------------------------------
 
 
-class _Parser:
+class _Parser(TokenStream):
     def __init__(self, q: str) -> None:
-        self.toks = tokenize(q)
-        self.pos = 0
-
-    def peek(self) -> Token:
-        return self.toks[self.pos]
-
-    def take(self) -> Token:
-        t = self.toks[self.pos]
-        self.pos += 1
-        return t
-
-    def is_op(self, *ops: str) -> bool:
-        t = self.peek()
-        return t.kind == "op" and t.text in ops
+        super().__init__(q, tokenize(q), _SYNTAX)
 
     def expect(self, op: str) -> Token:
-        t = self.peek()
+        t = self.tok
         if not (t.kind == "op" and t.text == op):
-            raise _error(t.col, f"expected {op!r}, found {_shown(t)}")
-        return self.take()
+            raise _error(t.pos, f"expected {op!r}, found {_shown(t)}")
+        return self.next()
 
     # spanset level: || lowest, then &&, then the structural operators
     def query(self) -> Spanset:
-        if self.peek().kind == "end":
-            raise _error(1, "empty query; a spanset filter looks like { status = error }")
+        if self.tok.kind == "end":
+            raise _error(0, "empty query; a spanset filter looks like { status = error }")
         expr = self.spanset_or()
-        t = self.peek()
+        t = self.tok
         if t.kind == "op" and t.text == "|":
-            raise _error(t.col, "pipelines (| count(), | select(...)) are not supported")
+            raise _error(t.pos, "pipelines (| count(), | select(...)) are not supported")
         if t.kind != "end":
-            raise _error(t.col, f"unexpected {_shown(t)} after a complete query")
+            raise _error(t.pos, f"unexpected {_shown(t)} after a complete query")
         return expr
 
     def spanset_or(self) -> Spanset:
         left = self.spanset_and()
         while self.is_op("||"):
-            self.take()
+            self.next()
             left = SpansetOp("||", left, self.spanset_and())
         return left
 
     def spanset_and(self) -> Spanset:
         left = self.spanset_struct()
         while self.is_op("&&"):
-            self.take()
+            self.next()
             left = SpansetOp("&&", left, self.spanset_struct())
         return left
 
     def spanset_struct(self) -> Spanset:
         left = self.spanset_primary()
         while self.is_op(">>", ">", "<<", "<", "~"):
-            op = self.take().text
+            op = self.next().text
             left = SpansetOp(op, left, self.spanset_primary())
         return left
 
     def spanset_primary(self) -> Spanset:
-        t = self.peek()
+        t = self.tok
         if self.is_op("("):
-            self.take()
+            self.next()
             inner = self.spanset_or()
             self.expect(")")
             return inner
         if self.is_op("{"):
-            self.take()
+            self.next()
             if self.is_op("}"):
-                self.take()
+                self.next()
                 return Filter(Everything())
             cond = self.cond_or()
             self.expect("}")
             return Filter(cond)
-        raise _error(t.col, f"expected a spanset filter {{ ... }}, found {_shown(t)}")
+        raise _error(t.pos, f"expected a spanset filter {{ ... }}, found {_shown(t)}")
 
     # condition level, inside { }
     def cond_or(self) -> Cond:
         left = self.cond_and()
         while self.is_op("||"):
-            self.take()
+            self.next()
             left = BoolOp("||", left, self.cond_and())
         return left
 
     def cond_and(self) -> Cond:
         left = self.cond_primary()
         while self.is_op("&&"):
-            self.take()
+            self.next()
             left = BoolOp("&&", left, self.cond_primary())
         return left
 
     def cond_primary(self) -> Cond:
-        t = self.peek()
+        t = self.tok
         if self.is_op("("):
-            self.take()
+            self.next()
             inner = self.cond_or()
             self.expect(")")
             return inner
-        if t.kind == "name" and t.text == "true" and self.toks[self.pos + 1].kind == "op" and \
-                self.toks[self.pos + 1].text in ("}", ")", "&&", "||"):
-            self.take()
+        if t.kind == "name" and t.text == "true" and self.peek().kind == "op" and \
+                self.peek().text in ("}", ")", "&&", "||"):
+            self.next()
             return Everything()
         field = self.field()
-        op_tok = self.peek()
+        op_tok = self.tok
         if not (op_tok.kind == "op" and op_tok.text in COMPARISONS):
-            raise _error(op_tok.col, f"expected a comparison (= != > >= < <= =~ !~) after {field}, "
+            raise _error(op_tok.pos, f"expected a comparison (= != > >= < <= =~ !~) after {field}, "
                                      f"found {_shown(op_tok)}")
-        self.take()
+        self.next()
         value = self.value(field, op_tok)
         return Compare(field, op_tok.text, value)
 
     def field(self) -> Field:
-        t = self.take()
+        t = self.next()
         if t.kind != "name":
-            raise _error(t.col, f"expected an attribute or intrinsic, found {_shown(t)}")
+            raise _error(t.pos, f"expected an attribute or intrinsic, found {_shown(t)}")
         name = t.text
         quoted = isinstance(t.value, tuple)
         if not quoted and name in INTRINSICS:
@@ -326,43 +282,43 @@ class _Parser:
         if not quoted and name in _SCOPED_INTRINSICS:
             return Intrinsic(_SCOPED_INTRINSICS[name])
         if not quoted and name in _UNSUPPORTED:
-            raise _error(t.col, f"{name} is not supported")
+            raise _error(t.pos, f"{name} is not supported")
         for scope in ("span", "resource"):
             if name.startswith(scope + ".") and len(name) > len(scope) + 1:
                 return Attr(scope, name[len(scope) + 1:])
         if name.startswith(".") and len(name) > 1:
             return Attr(None, name[1:])
         if name.split(".")[0] in ("event", "link", "instrumentation", "trace"):
-            raise _error(t.col, f"the {name.split('.')[0]} scope is not supported")
-        raise _error(t.col, f"unknown field {name!r}: use an intrinsic ({', '.join(INTRINSICS)}), "
+            raise _error(t.pos, f"the {name.split('.')[0]} scope is not supported")
+        raise _error(t.pos, f"unknown field {name!r}: use an intrinsic ({', '.join(INTRINSICS)}), "
                             "span.<attr>, resource.<attr> or .<attr>")
 
     def value(self, field: Field, op_tok: Token) -> Value:
-        t = self.take()
+        t = self.next()
         op = op_tok.text
         if t.kind == "string":
             v: Value = str(t.value)
             if op in ("=~", "!~"):
                 return v
             if op not in ("=", "!="):
-                raise _error(op_tok.col, f"{op} compares numbers or durations, not a string")
+                raise _error(op_tok.pos, f"{op} compares numbers or durations, not a string")
         elif t.kind in ("number", "duration"):
             if op in ("=~", "!~"):
-                raise _error(op_tok.col, f"{op} takes a string (a regular expression)")
+                raise _error(op_tok.pos, f"{op} takes a string (a regular expression)")
             v = Duration(int(t.value)) if t.kind == "duration" else t.value  # type: ignore[assignment]
         elif t.kind == "name" and t.text in ("true", "false"):
             if op not in ("=", "!="):
-                raise _error(op_tok.col, f"{op} cannot compare a boolean")
+                raise _error(op_tok.pos, f"{op} cannot compare a boolean")
             v = t.text == "true"
         elif t.kind == "name" and t.text in STATUS_VALUES + KIND_VALUES:
             if op not in ("=", "!="):
-                raise _error(op_tok.col, f"{op} cannot compare {t.text}")
+                raise _error(op_tok.pos, f"{op} cannot compare {t.text}")
             v = Keyword(t.text)
         elif isinstance(field, Intrinsic) and field.name in ("status", "kind") and t.kind == "name":
             allowed = STATUS_VALUES if field.name == "status" else KIND_VALUES
-            raise _error(t.col, f"{field.name} takes one of {', '.join(allowed)}, not {t.text}")
+            raise _error(t.pos, f"{field.name} takes one of {', '.join(allowed)}, not {t.text}")
         else:
-            raise _error(t.col, f"expected a value after {op}, found {_shown(t)}")
+            raise _error(t.pos, f"expected a value after {op}, found {_shown(t)}")
         _check_types(field, v, t)
         return v
 
@@ -370,17 +326,17 @@ class _Parser:
 def _check_types(field: Field, v: Value, t: Token) -> None:
     if isinstance(field, Attr):
         if isinstance(v, Keyword | Duration):
-            raise _error(t.col, f"{field} cannot be compared with {t.text}")
+            raise _error(t.pos, f"{field} cannot be compared with {t.text}")
         return
     name = field.name
     if name == "status" and not (isinstance(v, Keyword) and v.word in STATUS_VALUES):
-        raise _error(t.col, f"status takes one of {', '.join(STATUS_VALUES)}, not {t.text or 'nothing'}")
+        raise _error(t.pos, f"status takes one of {', '.join(STATUS_VALUES)}, not {t.text or 'nothing'}")
     if name == "kind" and not (isinstance(v, Keyword) and v.word in KIND_VALUES):
-        raise _error(t.col, f"kind takes one of {', '.join(KIND_VALUES)}, not {t.text or 'nothing'}")
+        raise _error(t.pos, f"kind takes one of {', '.join(KIND_VALUES)}, not {t.text or 'nothing'}")
     if name == "duration" and not isinstance(v, Duration):
-        raise _error(t.col, f"duration takes a duration such as 500ms or 1.5s, not {t.text or 'nothing'}")
+        raise _error(t.pos, f"duration takes a duration such as 500ms or 1.5s, not {t.text or 'nothing'}")
     if name in ("name", "statusMessage") and not isinstance(v, str):
-        raise _error(t.col, f"{name} takes a string, not {t.text or 'nothing'}")
+        raise _error(t.pos, f"{name} takes a string, not {t.text or 'nothing'}")
 
 
 def _shown(t: Token) -> str:
@@ -414,8 +370,8 @@ def parse_field(text: str) -> Field:
     """A field named alone, as the tag-values API takes it (`resource.service.name`, `name`, `.k`)."""
     p = _Parser(text)
     f = p.field()
-    if p.peek().kind != "end":
-        raise _error(p.peek().col, f"unexpected {_shown(p.peek())} after the field {f}")
+    if p.tok.kind != "end":
+        raise _error(p.tok.pos, f"unexpected {_shown(p.tok)} after the field {f}")
     return f
 
 
@@ -424,4 +380,4 @@ def parse_duration(text: str) -> int:
     m = _DURATION.fullmatch(text.strip())
     if not m:
         raise BadRequest(f"must be a duration such as 100ms, 1.5s or 1m, got {text[:40]!r}")
-    return sum(round(float(n) * _UNITS_NS[u]) for n, u in _DURATION_PART.findall(m.group()))
+    return _ns(m.group())
