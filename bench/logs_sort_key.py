@@ -32,15 +32,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import search  # noqa: E402
 from bench._common import load_avg, ms  # noqa: E402
 from bench._logdata import LogData  # noqa: E402
-from bench.logql import DAY_NS, STEP_NS, _engine_run, count_query, plan  # noqa: E402
+from bench.logql import DAY_NS, STEP_NS, _engine_run, count_query, line_query, plan  # noqa: E402
 from ferry.query.logs_sql import compile_logs, compile_logs_count  # noqa: E402
 from ferry.store import ddl  # noqa: E402
 from ferry.store.chdb_store import ChdbStore  # noqa: E402
 from ferry.store.sql import literal  # noqa: E402
 
 HOUR_NS = 3600 * 10**9
-OLD_KEY = "ORDER BY (Timestamp)"
+OLD_KEY = "ORDER BY (Timestamp)"  # stores made before 2026-12-05
 NEW_KEY = "ORDER BY (toStartOfHour(Timestamp), ServiceName, Timestamp)"
+DDL_KEY = ddl.LOGS_ORDER_BY  # what ddl.logs() writes; each copy's DDL has it replaced
 TS_MINMAX = "INDEX idx_ts Timestamp TYPE minmax GRANULARITY 1"
 # name -> (ORDER BY clause, extra index or "")
 VARIANTS: dict[str, tuple[str, str]] = {
@@ -56,9 +57,9 @@ def table_ddl(name: str) -> str:
     """ddl.logs() for `name`: otel_logs's columns and indexes, the variant's sort key, no TTL."""
     order, index = VARIANTS[name.removeprefix("ins_")]
     sql = ddl.logs(0).replace("CREATE TABLE IF NOT EXISTS otel_logs", f"CREATE TABLE {name}", 1)
-    if OLD_KEY not in sql:
-        raise SystemExit(f"ddl.logs() no longer says {OLD_KEY!r}; update this bench")
-    sql = sql.replace(OLD_KEY, order, 1)
+    if DDL_KEY not in sql:
+        raise SystemExit(f"ddl.logs() no longer says {DDL_KEY!r}; update this bench")
+    sql = sql.replace(DDL_KEY, order, 1)
     if index:
         sql = sql.replace("\n) ENGINE = MergeTree", f",\n    {index}\n) ENGINE = MergeTree", 1)
     return sql
@@ -102,15 +103,28 @@ def timed(store: ChdbStore, sqls: list[str], runs: int) -> float:
 
 
 _GRANULES = re.compile(r"Granules:\s*(\d+)/(\d+)")
-# compile_logs bounds its page by a scalar subquery (the limit-th newest Timestamp); EXPLAIN of the
-# outer query shows only the read after it, so the subquery is explained on its own too.
-_EDGE = re.compile(r"\((SELECT Timestamp FROM .*? LIMIT \d+)\)\)")
+
+
+def subqueries(sql: str) -> list[str]:
+    """Every `(SELECT ...)` inside `sql`, innermost last. compile_logs bounds its page by scalar
+    subqueries (the limit-th newest Timestamp, and the hour it lies in); EXPLAIN of the outer query
+    shows only the read after them, so each is explained on its own too."""
+    out = []
+    for start in (m.start() for m in re.finditer(r"\(SELECT ", sql)):
+        depth = 0
+        for i in range(start, len(sql)):
+            depth += {"(": 1, ")": -1}.get(sql[i], 0)
+            if depth == 0:
+                out.append(sql[start + 1:i])
+                break
+    return out
 
 
 def granules(store: ChdbStore, sqls: list[str]) -> str:
     """Granules read / in the table, per read of a MergeTree table, after the last index applied."""
     reads: list[str] = []
-    sqls = [e for s in sqls for e in (*_EDGE.findall(s), s)]
+    # A scalar subquery's plan holds the read of its FROM subquery, not the scalars nested in it.
+    sqls = [e for s in sqls for e in (*(q for q in subqueries(s) if q.startswith(("SELECT min(", "SELECT max("))), s)]
     for s in sqls:
         text = store.query_bytes("EXPLAIN indexes = 1 " + s, "TSVRaw").decode()
         for step in text.split("ReadFromMergeTree")[1:]:
@@ -168,7 +182,11 @@ def main() -> None:
     ap.add_argument("--rebuild", action="store_true", help="rebuild the copies even if they hold every row")
     ap.add_argument("--insert-rows", type=int, default=1_000_000, help="rows for the insert cost (0: skip)")
     ap.add_argument("--insert-rounds", type=int, default=2)
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {', '.join(VARIANTS)}")
     args = ap.parse_args()
+    chosen = args.variants.split(",")
+    for v in [v for v in VARIANTS if v not in chosen]:
+        del VARIANTS[v]
     data_dir = args.data_dir.resolve()
     meta = json.loads((data_dir / search.META).read_text())
     print(f"ferry otel_logs sort-key bench on {data_dir}: load average {load_avg()} (the machine is shared)")
@@ -184,13 +202,16 @@ def main() -> None:
     end = meta["end_ns"] // STEP_NS * STEP_NS + STEP_NS
     start = end - DAY_NS
     data = LogData(seed=meta["seed"])
-    service, _, words = plan(data, 3)
+    service, line_service, words = plan(data, 3)
     small = min(zip(data.service_weight.tolist(), data.services, strict=True))[1]
     _, sent = _engine_run(store, count_query(service), start, end)
     logql = [s for _, s in sent]
+    _, sent = _engine_run(store, line_query(line_service, words[1]), start, end)
+    logql_lines = [s for _, s in sent]
     word = words[0]
     queries: dict[str, list[str]] = {
         f"LogQL {count_query(service)} 24h": logql,
+        f"LogQL {line_query(line_service, words[1])} 24h, newest 1000": logql_lines,
         f"search '{word}' (rare) 24h, newest 100": [compile_logs(word, start_ns=start, end_ns=end, limit=100)],
         f"search 'service:{service}' 24h, newest 100": [compile_logs(f"service:{service}", start_ns=start, end_ns=end)],
         f"search 'service:{small}' (smallest) 24h, newest 100": [

@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
@@ -147,17 +148,19 @@ def build_app(
         query limit, so that a request's whole time stays within 1.5 x max_query_seconds (+ grace)."""
         return await read(store.read_rows, sql)
 
-    async def arrow(sql: str) -> pa.Table:
-        """`rows` answering one Arrow table."""
-        return await read(store.read_arrow, sql)
+    async def arrow(sql: str, max_result_bytes: int | None = None) -> pa.Table:
+        """`rows` answering one Arrow table; `max_result_bytes` in place of the API's answer cap
+        (the PromQL sample reads count theirs in samples, see ferry/query/prom_store.py)."""
+        caps = limits if max_result_bytes is None else replace(limits, max_result_bytes=max_result_bytes)
+        return await read(store.read_arrow, sql, caps)
 
-    async def read(reader: Callable[[str, QueryLimits], Any], sql: str) -> Any:
+    async def read(reader: Callable[[str, QueryLimits], Any], sql: str, caps: QueryLimits | None = None) -> Any:
         try:
             await asyncio.wait_for(turns.acquire(), api.max_query_seconds / 2)
         except TimeoutError:
             raise Backpressure("the store is busy with other queries; retry later", RETRY_AFTER_S) from None
         metrics.api_queries_running.inc()
-        job = asyncio.get_running_loop().run_in_executor(readers, reader, sql, limits)
+        job = asyncio.get_running_loop().run_in_executor(readers, reader, sql, caps or limits)
         job.add_done_callback(done)
         try:
             return await asyncio.wait_for(asyncio.shield(job), limits.max_seconds + grace_s)

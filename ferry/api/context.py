@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 from starlette.requests import Request
@@ -20,8 +20,13 @@ __all__ = ["ApiContext", "Arrow", "Rows", "tenant_of_headers"]
 # An API read: waits its turn, runs under the caps; QueryTimeout / QueryTooBig / StoreQueryFailed /
 # Backpressure (ferry/errors.py) when it fails.
 Rows = Callable[[str], Awaitable[list[dict[str, Any]]]]
-# The same read answering one Arrow table (the PromQL engine's sample reads: no per-row parsing).
-Arrow = Callable[[str], Awaitable[pa.Table]]
+
+
+class Arrow(Protocol):
+    """The same read answering one Arrow table (the PromQL engine's sample reads: no per-row
+    parsing); `max_result_bytes` replaces the answer cap for that read."""
+
+    def __call__(self, sql: str, max_result_bytes: int | None = None) -> Awaitable[pa.Table]: ...
 
 
 @dataclass(frozen=True)

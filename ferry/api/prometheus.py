@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 from ferry.api.context import ApiContext
 from ferry.api.guard import Failure, guard
 from ferry.errors import BadRequest, QueryTimeout, QueryTooBig, RetryableError
-from ferry.query.prom_store import PromStore
+from ferry.query.prom_store import PromStore, raw_answer_cap
 from ferry.query.timerange import shown
 
 if TYPE_CHECKING:
@@ -182,7 +182,8 @@ def routes(ctx: ApiContext) -> list[BaseRoute]:
 
         async def arrow(sql: str) -> pa.Table:
             assert ctx.arrow is not None
-            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(ctx.arrow(sql), loop))
+            cap = raw_answer_cap(ctx.limits.max_result_bytes)
+            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(ctx.arrow(sql, cap), loop))
 
         source = PromStore(rows, ctx.tenant_of(request), scope=ctx, arrow=arrow if ctx.arrow is not None else None)
         return await _within(asyncio.to_thread(asyncio.run, run(source)), params)

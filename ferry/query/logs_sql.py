@@ -260,12 +260,15 @@ def compile_logs(
     after: tuple[int, str] | None = None,
     table: str = TABLE,
     tenant: str | None = None,
+    hour_bound: bool = True,
 ) -> str:
     """SELECT the rows of `table` (a log table) in [start_ns, end_ns) matching `query`, newest first by default.
 
     `columns` is trusted SQL from ferry's own code, never from a user. Two columns are appended,
     `_cursor_ts` (Timestamp in ns) and `_cursor_key`; pass the last row's pair as `after` to get
-    the next page. `tenant` keeps that tenant's rows only (None: every tenant's).
+    the next page. `tenant` keeps that tenant's rows only (None: every tenant's). `hour_bound=False`
+    suits a table sorted by (Timestamp) alone (stores made before 2026-12-05), which reads in time
+    order anyway: the hour bound costs it a few ms (rare word 42 -> 49 ms).
     """
     table = _log_table(table)
     if order not in ("desc", "asc"):
@@ -292,8 +295,18 @@ def compile_logs(
     # reads Body and the maps) to the page's rows instead of every row the in-order read passes.
     # Measured at 10 M rows: rare-word search 235 -> 106 ms, byte-identical results.
     agg, cmp = ("min", ">=") if order == "desc" else ("max", "<=")
+    # Those rows lie in the hours from the newest matching one back to the hour of the limit-th
+    # match. Reading matches in hour order stops there on either sort key, (Timestamp) or
+    # (toStartOfHour(Timestamp), ServiceName, Timestamp); the second cannot read in Timestamp order
+    # and would otherwise sort every match of the range (10 M rows: empty query 24 h 200 -> 45 ms).
+    hour = "toStartOfHour(Timestamp)"
+    hours = (f"Timestamp >= (SELECT min(h) FROM (SELECT {hour} AS h FROM {table} WHERE {inner} "
+             f"ORDER BY h DESC LIMIT {limit}))" if order == "desc" else
+             f"Timestamp < (SELECT max(h) + 3600 FROM (SELECT {hour} AS h FROM {table} WHERE {inner} "
+             f"ORDER BY h ASC LIMIT {limit}))")
+    bound = f" AND {hours}" if hour_bound else ""
     edge = (
-        f"Timestamp {cmp} (SELECT {agg}(Timestamp) FROM (SELECT Timestamp FROM {table} WHERE {inner} "
+        f"Timestamp {cmp} (SELECT {agg}(Timestamp) FROM (SELECT Timestamp FROM {table} WHERE {inner}{bound} "
         f"ORDER BY Timestamp {direction} LIMIT {limit}))"
     )
     return (

@@ -198,15 +198,80 @@ class Family:
         return [self.name] if self.kind == "rw" else [n for _, n in variants(self.kind, self.name)]
 
 
-# (scope, tenant, first minute, last minute) -> (when read, families): the catalogue requests share.
-# The third item is _parts_signature when read.
-_CATALOG: dict[tuple[object, str, int, int], tuple[float, list[Family], str]] = {}
+# What one LZ4-compressed sample of a regular scrape took in an Arrow answer, and what it takes
+# uncompressed (time and value, 8 bytes each, and the series' offsets).
+_LZ4_SAMPLE_BYTES = 4
+_RAW_SAMPLE_BYTES = 17
+
+
+def raw_answer_cap(max_result_bytes: int) -> int:
+    """The byte cap of an uncompressed sample read: the samples the API's answer cap held when the
+    reads came LZ4-compressed. Python holds the same decoded table either way (an uncompressed
+    answer is used in place, where a compressed one was unpacked into a second copy)."""
+    return max_result_bytes // _LZ4_SAMPLE_BYTES * _RAW_SAMPLE_BYTES
+
+
+# The active parts of the metric tables: (table, name, partition id, first block, last block).
+_Parts = frozenset[tuple[str, str, str, int, int]]
+
+
+@dataclass(frozen=True)
+class _Catalog:
+    checked: float  # monotonic time it was last found current
+    read: float  # ... and last read in full
+    families: list[Family]
+    parts: _Parts  # the parts it covers
+
+
+# (scope, tenant, first minute, last minute) -> the catalogue the requests of that window share.
+_CATALOG: dict[tuple[object, str, int, int], _Catalog] = {}
+
+
+def _covered(ranges: list[tuple[int, int]], lo: int, hi: int) -> bool:
+    """Whether the block ranges cover every block from LO to HI."""
+    at = lo
+    for a, b in sorted(ranges):
+        if a > at:
+            break
+        at = max(at, b + 1)
+        if at > hi:
+            return True
+    return at > hi
+
+
+def _added_parts(before: _Parts, now: _Parts) -> dict[str, list[str]] | None:
+    """table -> the parts of NOW holding blocks no part of BEFORE held (what was written since); None
+    when blocks of BEFORE are in no part of NOW (data dropped). A merged or mutated part holds
+    blocks its sources held, so it adds nothing."""
+    def ranges(parts: _Parts) -> dict[tuple[str, str], list[tuple[int, int]]]:
+        out: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        for table, _, partition, lo, hi in parts:
+            out.setdefault((table, partition), []).append((lo, hi))
+        return out
+
+    old, new = ranges(before), ranges(now)
+    for (table, _, partition, lo, hi) in before - now:
+        if not _covered(new.get((table, partition), []), lo, hi):
+            return None
+    added: dict[str, list[str]] = {}
+    for (table, name, partition, lo, hi) in now - before:
+        if not _covered(old.get((table, partition), []), lo, hi):
+            added.setdefault(table, []).append(name)
+    return added
+
+
+def _merge_families(old: list[Family], more: list[Family]) -> list[Family]:
+    seen = {(f.kind, f.metric, f.unit, f.monotonic): f for f in old}
+    for f in more:
+        seen.setdefault((f.kind, f.metric, f.unit, f.monotonic), f)
+    return list(seen.values())
 
 # (scope, SeriesId) -> labels of a remote_write series. A SeriesId is a hash of everything its labels
 # come from (ddl.SERIES_ID), so an entry never goes stale: reads group samples by the integer and
 # take the labels from here, reading the attribute maps only for series not seen before (as
 # Prometheus keeps its series index in memory). Bounded by clearing.
-_SERIES_LABELS: dict[tuple[object, int], dict[str, str]] = {}
+# Kept with each: its labels' sorted items, the key the engine orders series by.
+_SERIES_LABELS: dict[tuple[object, int], tuple[dict[str, str], tuple[tuple[str, str], ...]]] = {}
 _SERIES_LABELS_MAX = 1_000_000
 
 # scope -> (when checked, whether every part of the gauge table has SeriesId written). A store made
@@ -237,6 +302,8 @@ class PromStore:
 
     # A dashboard refresh sends many queries at once; they share the metric catalogue this long.
     CATALOG_TTL_S = 5.0
+    # Past this, a catalogue kept current from the parts added since is read again in full.
+    CATALOG_FULL_S = 60.0
 
     def __init__(self, rows: Rows, tenant: str, scope: object = None, arrow: Arrow | None = None) -> None:
         """`scope`: what the catalogue is shared across (one per store; `rows` itself by default).
@@ -256,57 +323,76 @@ class PromStore:
         metric exactly that the shared copy lacks (it may have arrived since)."""
         lo, hi = start_ms // 60_000, min(end_ms, _LAST_MS) // 60_000 + 1
         key = (self.scope, self.tenant, lo, hi)
+        w = self._where(lo * 60_000, hi * 60_000)
         hit = _CATALOG.get(key)
-        sig: str | None = None
-        if hit and time.monotonic() - hit[0] >= self.CATALOG_TTL_S:
+        parts: _Parts | None = None
+        if hit and time.monotonic() - hit.checked >= self.CATALOG_TTL_S:
             # Past its time, the copy still holds while the metric tables have the very parts they
-            # had when it was read (nothing written or merged since): a few ms to ask, not a scan.
-            sig = await self._parts_signature()
-            if sig == hit[2]:
-                hit = _CATALOG[key] = (time.monotonic(), hit[1], sig)
-            else:
+            # had when it was read: a few ms to ask, not a scan. Parts are immutable, so when only
+            # parts were added (or merged, which adds no family), only those added are read and
+            # their families joined to the copy's; a part gone without a successor (a dropped
+            # partition) means a full read, as does a copy older than CATALOG_FULL_S (families
+            # whose points a delete removed leave it then).
+            parts = await self._parts()
+            added = _added_parts(hit.parts, parts)
+            if added is None or time.monotonic() - hit.read >= self.CATALOG_FULL_S:
                 hit = None
+            else:
+                fams = hit.families
+                if added:
+                    more = await self._read_families(w, added)
+                    # A part merged away before the read began was not read: then in full.
+                    names = {n for ns in added.values() for n in ns}
+                    fams = _merge_families(fams, more) if names <= {x[1] for x in await self._parts()} else None
+                hit = None if fams is None else _Catalog(time.monotonic(), hit.read, fams, parts)
+                if hit is not None:
+                    _CATALOG[key] = hit
         if hit:
             wanted = {m.value for m in matchers or [] if m.name == "__name__" and m.op == "="} - {"target_info"}
-            known = {n for f in hit[1] for n in f.series_names()}
+            known = {n for f in hit.families for n in f.series_names()}
             if wanted <= known:
-                return hit[1]
-        if sig is None:
-            sig = await self._parts_signature()
-        w = self._where(lo * 60_000, hi * 60_000)
+                return hit.families
+        if parts is None:
+            parts = await self._parts()
+        fams = await self._read_families(w, None)
+        if len(_CATALOG) > 256:
+            _CATALOG.clear()
+        now = time.monotonic()
+        _CATALOG[key] = _Catalog(now, now, fams, parts)
+        return fams
+
+    async def _read_families(self, w: str, only: dict[str, list[str]] | None) -> list[Family]:
+        """The families with rows matching `w` in every metric table, or with `only` (table -> part
+        names) in those parts alone."""
+        def within(table: str) -> str:
+            if only is None:
+                return w
+            return f"{w} AND _part IN ({', '.join(literal(n) for n in only[table])})"
+
         # Grouped by the tables' sort-key prefix (ServiceName, MetricName), which the store aggregates
         # in order: a third faster than grouping by the name alone.
         rw = f"ScopeName = {literal(RW_SCOPE)}"
-        parts = [
-            f"SELECT 'gauge' AS kind, MetricName AS metric, groupUniqArray((MetricUnit, {rw})) AS variants, "
-            f"any(MetricDescription) AS help FROM otel_metrics_gauge WHERE {w} GROUP BY ServiceName, MetricName",
-            "SELECT 'sum' AS kind, MetricName AS metric, groupUniqArray((MetricUnit, IsMonotonic)) AS variants, "
-            f"any(MetricDescription) AS help FROM otel_metrics_sum WHERE {w} GROUP BY ServiceName, MetricName",
-            *(f"SELECT {literal(k)} AS kind, MetricName AS metric, groupUniqArray((MetricUnit, false)) AS variants, "
-              f"any(MetricDescription) AS help FROM {_TABLES[k]} WHERE {w} GROUP BY ServiceName, MetricName"
-              for k in ("histogram", "summary")),
-        ]
-        found = await self.rows(" UNION ALL ".join(parts) + " SETTINGS optimize_aggregation_in_order = 1")
+        variants_of = {"gauge": f"(MetricUnit, {rw})", "sum": "(MetricUnit, IsMonotonic)",
+                       "histogram": "(MetricUnit, false)", "summary": "(MetricUnit, false)"}
+        selects = [f"SELECT {literal(k)} AS kind, MetricName AS metric, groupUniqArray({variants_of[k]}) AS variants, "
+                   f"any(MetricDescription) AS help FROM {t} WHERE {within(t)} GROUP BY ServiceName, MetricName"
+                   for k, t in _TABLES.items() if only is None or t in only]
+        found = await self.rows(" UNION ALL ".join(selects) + " SETTINGS optimize_aggregation_in_order = 1")
         seen: dict[tuple[str, str, str, bool], Family] = {}
         for r in found:
             for unit, flag in r["variants"]:
                 kind = "rw" if r["kind"] == "gauge" and flag else r["kind"]
                 mono = bool(flag) and kind == "sum"
                 seen.setdefault((kind, r["metric"], unit, mono), Family(kind, r["metric"], unit, mono, r["help"]))
-        fams = list(seen.values())
-        if len(_CATALOG) > 256:
-            _CATALOG.clear()
-        _CATALOG[key] = (time.monotonic(), fams, sig)
-        return fams
+        return list(seen.values())
 
-    async def _parts_signature(self) -> str:
-        """The active parts of the metric tables, by name (a write or a merge changes the set)."""
+    async def _parts(self) -> _Parts:
+        """The active parts of the metric tables: (table, name, partition, first block, last block)."""
         tables = ", ".join(literal(t) for t in _TABLES.values())
         found = await self.rows(
-            "SELECT toString(cityHash64(groupArray(concat(table, '/', name, '/', toString(rows))))) AS sig FROM "
-            f"(SELECT table, name, rows FROM system.parts WHERE active AND database = currentDatabase() "
-            f"AND table IN ({tables}) ORDER BY table, name)")
-        return str(found[0]["sig"]) if found else ""
+            "SELECT table, name, partition_id AS p, toString(min_block_number) AS lo, toString(max_block_number) AS hi "
+            f"FROM system.parts WHERE active AND database = currentDatabase() AND table IN ({tables})")
+        return frozenset((r["table"], r["name"], r["p"], int(r["lo"]), int(r["hi"])) for r in found)
 
     # --- series SQL --------------------------------------------------------------------------------
     def _selects(self, fams: list[Family], matchers: list[Matcher], start_ms: int, end_ms: int,
@@ -473,7 +559,9 @@ class PromStore:
             sql = " UNION ALL ".join(selects) + " SETTINGS optimize_aggregation_in_order = 1"
             return _to_series(await self.rows(sql + ", output_format_json_quote_denormals = 1"))
         arrow = self.arrow
-        settings = " SETTINGS optimize_aggregation_in_order = 1, output_format_arrow_string_as_string = 1"
+        # Uncompressed (see raw_answer_cap): LZ4 took ~0.4 s of a 6 k-series read to write and unpack.
+        settings = (" SETTINGS optimize_aggregation_in_order = 1, output_format_arrow_string_as_string = 1, "
+                    "output_format_arrow_compression_method = 'none'")
 
         async def by_labels() -> list[Series]:
             return _arrow_series(await arrow(" UNION ALL ".join(selects) + settings)) if selects else []
@@ -488,7 +576,8 @@ class PromStore:
             labels = await self._series_labels(sids, fams, start_ms, end_ms)
             if any(x is None for x in labels):  # gone between the two reads (retention): left out
                 table = table.filter(pa.array([x is not None for x in labels]))
-            return _arrow_series(table, [x for x in labels if x is not None])
+            known = [x for x in labels if x is not None]
+            return _arrow_series(table, [x[0] for x in known], [x[1] for x in known])
 
         # On connections of their own: the store runs both at once.
         a, b = await asyncio.gather(by_labels(), by_id())
@@ -507,7 +596,8 @@ class PromStore:
         _IDS_READY[self.scope] = (time.monotonic(), ready)
         return ready
 
-    async def _series_labels(self, sids: np.ndarray, fams: list[Family], start_ms: int, end_ms: int) -> list[dict[str, str] | None]:
+    async def _series_labels(self, sids: np.ndarray, fams: list[Family], start_ms: int,
+                             end_ms: int) -> list[tuple[dict[str, str], tuple[tuple[str, str], ...]] | None]:
         """The labels of remote_write series by SeriesId: from _SERIES_LABELS, and for those it lacks
         one read of their maps (the labels the `labels` column of _rw_select would have given)."""
         ids = [int(x) for x in sids.tolist()]
@@ -521,7 +611,8 @@ class PromStore:
             if len(_SERIES_LABELS) + len(found) > _SERIES_LABELS_MAX:
                 _SERIES_LABELS.clear()
             for r in found:
-                _SERIES_LABELS[(self.scope, int(r["sid"]))] = {**r["attrs"], "__name__": r["name"]}
+                labels = {**r["attrs"], "__name__": r["name"]}
+                _SERIES_LABELS[(self.scope, int(r["sid"]))] = (labels, tuple(sorted(labels.items())))
         return [_SERIES_LABELS.get((self.scope, x)) for x in ids]
 
     # --- metadata reads ------------------------------------------------------------------------------
@@ -666,19 +757,22 @@ def _flat(col: pa.Array, dtype: type) -> tuple[np.ndarray, np.ndarray]:
     return values[offs[0]:offs[-1]], offs - offs[0]
 
 
-def _arrow_series(table: pa.Table, labels: list[dict[str, str]] | None = None) -> list[Series]:
+def _arrow_series(table: pa.Table, labels: list[dict[str, str]] | None = None,
+                  keys: list[tuple[tuple[str, str], ...]] | None = None) -> list[Series]:
     """_to_series over the SELECTs' answer as Arrow. Plain rows (no delta points, no staleness
     markers, samples strictly in order) become views into the answer's own buffers, batch by batch
     (the engine copies them end to end once), with no work per sample; the others, and every row
     when two rows share a label set, go through _to_series. `labels`: each row's labels, when the
-    answer has no `labels` column."""
+    answer has no `labels` column; `keys`: their sorted items, when known."""
     if table.num_rows == 0:
         return []
     if labels is None:
         labels = [dict(x) for x in table.column("labels").to_pylist()]
     else:
         labels = [dict(x) for x in labels]
-    shared = len({tuple(sorted(x.items())) for x in labels}) < len(labels)
+    if keys is None:
+        keys = [tuple(sorted(x.items())) for x in labels]
+    shared = len(set(keys)) < len(labels)
     out: list[Series] = []
     rest: list[dict[str, Any]] = []
     row0 = 0
@@ -693,11 +787,12 @@ def _arrow_series(table: pa.Table, labels: list[dict[str, str]] | None = None) -
         plain = (delta == 0) & (np.diff(soffs) == 0) & (np.diff(offs) == np.diff(voffs))
         # A row is out of order where a sample does not follow the one before it in the same row.
         after = np.flatnonzero(np.diff(ts) <= 0) + 1
-        after = after[~np.isin(after, offs)]
-        plain[np.searchsorted(offs, after, side="right") - 1] = False
+        if len(after):
+            after = after[~np.isin(after, offs)]
+            plain[np.searchsorted(offs, after, side="right") - 1] = False
         if shared:
             plain[:] = False
-        out += [Series(labels=labels[row0 + i], t=ts[offs[i]:offs[i + 1]], v=vs[offs[i]:offs[i + 1]])
+        out += [Series(labels=labels[row0 + i], t=ts[offs[i]:offs[i + 1]], v=vs[offs[i]:offs[i + 1]], key=keys[row0 + i])
                 for i in np.flatnonzero(plain).tolist()]
         rest += [{"labels": labels[row0 + i], "delta": int(delta[i]), "ts": ts[offs[i]:offs[i + 1]],
                   "vs": vs[voffs[i]:voffs[i + 1]], "base": base[boffs[i]:boffs[i + 1]],
@@ -736,5 +831,5 @@ def _to_series(found: list[dict[str, Any]]) -> list[Series]:
             keep = np.concatenate(([True], t[1:] != t[:-1]))
             if not keep.all():
                 t, v = t[keep], v[keep]
-        out.append(Series(labels=dict(key), t=t, v=v))
+        out.append(Series(labels=dict(key), t=t, v=v, key=key))
     return out

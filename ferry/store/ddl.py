@@ -117,6 +117,13 @@ def _partition_by(name: str) -> str:
     return f"PARTITION BY {_PARTITION_FN[t.partition]}({t.time_column})"
 
 
+# Rows of one service sit together within each hour: a service's lines are read without reading every
+# other service's (LogQL `{service="x"} |= "..."` at 10 M rows: count per minute 2.5 s -> 0.11 s, see
+# docs/performance.md), while searches still read newest hours first (logs_sql bounds them by hour).
+# Tables made before keep ORDER BY (Timestamp) (changing it rewrites the table); all SQL serves both.
+LOGS_ORDER_BY = "ORDER BY (toStartOfHour(Timestamp), ServiceName, Timestamp)"
+
+
 def logs(days: int, table: str = "otel_logs") -> str:
     """A table of log rows: otel_logs, and siem_events with the same columns, indexes and sort key."""
     return f"""
@@ -145,7 +152,7 @@ CREATE TABLE IF NOT EXISTS {table} (
     INDEX idx_body {BODY_TOKENS} TYPE {BODY_INDEX_TYPE}
 ) ENGINE = MergeTree
 {_partition_by(table)}
-ORDER BY (Timestamp)
+{LOGS_ORDER_BY}
 {_ttl(table, days)}
 {_SETTINGS}"""
 

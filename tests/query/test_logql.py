@@ -331,6 +331,19 @@ def test_limit_with_filters_pages_through_the_store(conn: Connection) -> None:
     assert fwd.df.get_column(pipe.TS).to_list() == [BASE, BASE + S, BASE + 2 * S]
 
 
+def test_lines_far_from_the_end_a_query_starts_at(conn: Connection) -> None:
+    # Over two days the store is read in windows from the end the answer starts at; lines a day away
+    # from that end are still found, all of them, newest (or oldest) first.
+    day = 86_400 * S
+    span = {"start": BASE - day, "end": BASE + day}
+    back = log_lines(conn, '{service_name="api"} | logfmt | took < 3ms', limit=2, **span)
+    assert back.df.get_column(pipe.TS).to_list() == [BASE + 2 * S, BASE + S]
+    fwd = log_lines(conn, '{service_name="api"} |= "error"', limit=3, backward=False, **span)
+    assert fwd.df.get_column(pipe.TS).to_list() == [BASE, BASE + 4 * S, BASE + 8 * S]
+    every = log_lines(conn, '{service_name="api"}', **span).df.get_column(pipe.TS).to_list()
+    assert every == sorted((BASE + r[0] * S for r in expected_rows(lambda r: r[1] == "api")), reverse=True)
+
+
 def window_counts(pred: Any, times: np.ndarray, rng: int, offset: int = 0, value: Any = None) -> list[float]:
     out = []
     for t in times:

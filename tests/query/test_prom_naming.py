@@ -254,3 +254,38 @@ def test_remote_write_exemplars(store: ChdbStore) -> None:
                                                 "span_id": "00f067aa0ba902b7"},
                                      "value": "0.25", "timestamp": (T0_MS + 9_000) / 1000}]}]
     assert not asyncio.run(_prom(store).exemplars([[_name("rpc_seconds_bucket")]], T0_MS + 9_001, T0_MS + 60_000))
+
+
+def test_catalogue_follows_writes_merges_and_drops(store: ChdbStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Metric names listed after the catalogue's copy aged: a name written since appears (read from
+    the new part alone), a merge loses none, a dropped partition's names go. (Two days back: a day
+    partition of this test's own.)"""
+    monkeypatch.setattr(PromStore, "CATALOG_TTL_S", 0.0)
+    t0 = T0_MS - 2 * 86_400_000
+    reads: list[str] = []
+    limits = QueryLimits(max_seconds=30, max_memory_bytes=2**30, max_result_bytes=2**28)
+
+    def rw(name: str, t_s: int) -> None:
+        store.insert("otel_metrics_gauge", _table([{"Tenant": "default", "ScopeName": RW_SCOPE, "MetricName": name,
+                                                    "Attributes": [("job", "j")], "TimeUnix": (t0 + t_s * 1000) * MS,
+                                                    "Value": 1.0}], METRICS_GAUGE))
+
+    async def rows(sql: str) -> list[dict[str, Any]]:
+        reads.append(sql)
+        return store.read_rows(sql, limits)
+
+    def names() -> list[str]:
+        reads.clear()  # one catalogue shared by the requests, as the API's are (scope)
+        return asyncio.run(PromStore(rows, "default", scope=store).label_values("__name__", [], t0, t0 + 3_600_000))
+
+    rw("first_metric", 10)
+    assert names() == ["first_metric"]
+    rw("second_metric", 20)
+    assert names() == ["first_metric", "second_metric"]
+    assert any("_part IN" in sql for sql in reads)  # the new part alone was read
+    store.query_bytes("OPTIMIZE TABLE otel_metrics_gauge FINAL", "TSV")
+    assert names() == ["first_metric", "second_metric"]
+    assert not any("GROUP BY ServiceName, MetricName" in sql for sql in reads)  # a merge: nothing read
+    day = time.strftime("%Y%m%d", time.gmtime(t0 / 1000))
+    store.query_bytes(f"ALTER TABLE otel_metrics_gauge DROP PARTITION ID '{day}'", "TSV")
+    assert names() == []

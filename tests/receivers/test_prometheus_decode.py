@@ -110,3 +110,47 @@ def test_garbage_is_a_bad_request() -> None:
     with pytest.raises(BadRequest, match="prometheus.WriteRequest"):
         decode_write(b"\x0a\x40not a write request", tenant="t", now_ns=NOW)
     assert decode_write(b"", tenant="t", now_ns=NOW).tables == {}
+
+
+def _varint(v: int) -> bytes:
+    v &= (1 << 64) - 1
+    out = b""
+    while v >= 0x80:
+        out += bytes([v & 0x7F | 0x80])
+        v >>= 7
+    return out + bytes([v])
+
+
+def _len(tag: int, payload: bytes) -> bytes:
+    return bytes([tag]) + _varint(len(payload)) + payload
+
+
+def _write_request(samples: list[bytes]) -> bytes:
+    name = _len(0x0A, _len(0x0A, b"__name__") + _len(0x12, b"m"))
+    return _len(0x0A, name + b"".join(_len(0x12, s) for s in samples))
+
+
+def _value(v: float) -> bytes:
+    return b"\x09" + struct.pack("<d", v)
+
+
+def _ts(ms: int) -> bytes:
+    return b"\x10" + _varint(ms)
+
+
+@pytest.mark.parametrize("odd", [
+    _ts(5) + _value(2.5),  # fields in the other order
+    _value(9.0) + _ts(1) + _value(2.5) + _ts(5),  # repeated: the last one counts
+    _value(2.5) + _ts(5) + b"\x18\x07",  # a field this decoder does not know
+])
+def test_samples_read_alike_however_encoded(odd: bytes) -> None:
+    """Senders encode a Sample as value then timestamp, zero fields left out; any other valid encoding
+    reads the same (the common layout is read in place, the rest by the general scanner)."""
+    common = [_value(1.5) + _ts(1000), _ts(2000), _value(-3.0), b"", _value(4.0) + _ts(-1)]
+    for samples in (common, [*common, odd]):
+        t = decode_write(_write_request(samples), tenant="t", now_ns=NOW).tables["otel_metrics_gauge"]
+        assert t["Value"].to_pylist()[:5] == [1.5, 0.0, -3.0, 0.0, 4.0]
+        assert [x.value for x in t["TimeUnix"]][:5] == [1000 * 10**6, 2000 * 10**6, 0, 0, -(10**6)]
+    assert t["Value"].to_pylist()[5] == 2.5 and t["TimeUnix"][5].value == 5 * 10**6
+    with pytest.raises(BadRequest, match="Sample"):
+        decode_write(_write_request([*common, _value(1.0)[:5]]), tenant="t", now_ns=NOW)

@@ -140,7 +140,8 @@ def test_siem_events_and_links_in_a_real_store(tmp_path: Path) -> None:
     assert cap["dropped"] == 3000 and cap["after"]["otel_logs"] == cap["before"]["otel_logs"] - 3000
     assert any("siem_events" in w for w in got["size_error"]), got["size_error"]
     # links: sorted by FromId, bloom filter on ToId; siem_events searched like otel_logs.
-    assert got["sorting_key"] == {"links": "FromId, ToId", "siem_events": "(Timestamp)", "otel_logs": "(Timestamp)"}
+    hourly = "toStartOfHour(Timestamp), ServiceName, Timestamp"
+    assert got["sorting_key"] == {"links": "FromId, ToId", "siem_events": hourly, "otel_logs": hourly}
     assert got["indexes"]["idx_to_id"] == "bloom_filter"
     assert got["text_index"] == ["otel_logs", "siem_events"]
 

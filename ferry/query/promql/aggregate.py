@@ -34,7 +34,8 @@ def aggregate(op: str, vec: Vec, by: list[str] | None, without: list[str] | None
     gid = np.empty(len(vec.labels), dtype=np.int64)
     for i, lab in enumerate(vec.labels):
         g = group_labels(lab, by, without)
-        k = tuple(sorted(g.items()))
+        # With `by`, every group's labels come in by's order: the items are already a key.
+        k = tuple(g.items()) if by is not None else tuple(sorted(g.items()))
         j = keys.get(k)
         if j is None:
             j = keys[k] = len(out_labels)
@@ -53,12 +54,11 @@ def aggregate(op: str, vec: Vec, by: list[str] | None, without: list[str] | None
         return Vec([], np.zeros((0, vec.p.shape[1] if vec.p.ndim == 2 else 0)), np.zeros((0, vec.p.shape[1] if vec.p.ndim == 2 else 0), bool))
     p = vec.p
     gp = group_reduce(np.logical_or, gid, p, ng, False)
-    cnt = group_reduce(np.add, gid, p.astype(np.float64), ng, 0.0)
     with np.errstate(all="ignore"):
         if op in ("sum", "avg", "stddev", "stdvar"):
             res = _sequential(op, gid, vec.v, p, ng)
         elif op == "count":
-            res = cnt
+            res = group_reduce(np.add, gid, p.astype(np.float64), ng, 0.0)
         elif op == "group":
             res = np.ones((ng, s))
         elif op in ("min", "max"):

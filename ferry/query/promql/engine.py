@@ -86,7 +86,7 @@ def selector_matchers(vs: Any) -> list[Matcher]:
 def sorted_series(series: list[Series]) -> list[Series]:
     """In Prometheus' order (its storage returns series sorted by label set), on which ties in
     topk/bottomk and the order of results depend."""
-    return sorted(series, key=lambda x: sorted(x.labels.items()))
+    return sorted(series, key=lambda x: x.key if x.key is not None else tuple(sorted(x.labels.items())))
 
 
 def label_str(labels: Labels) -> str:
@@ -289,6 +289,9 @@ class Evaluator:
                 return fns.absent_over_time(arg, len(steps))
             v, p = over_time(arg, name, params)
             labels = [x.labels if name == "last_over_time" else drop_name(x.labels) for x in arg.series]
+            if name != "last_over_time" and len({x.labels.get("__name__") for x in arg.series}) <= 1:
+                # Distinct series of one name stay distinct without it: nothing to merge.
+                return Vec(labels, v, p)
             return merge_same_labels(Vec(labels, v, p))
         if name == "timestamp":
             target = args[0]

@@ -49,6 +49,8 @@ class Series:
     t: np.ndarray  # int64 milliseconds, ascending, no duplicates
     v: np.ndarray  # float64; staleness markers are STALE_NAN (see is_stale)
     exemplars: list[tuple[int, float, dict[str, str]]] = field(default_factory=list)  # (t ms, value, labels)
+    # sorted(labels.items()) as a tuple, when the source keeps it (the engine orders series by it)
+    key: tuple[tuple[str, str], ...] | None = None
 
 
 class Source(Protocol):

@@ -162,8 +162,12 @@ class Fields:
     def message(self, num: int, what: str) -> Fields:
         return Fields(self.bytes(num), what)
 
+    def ranges(self, num: int) -> tuple[np.ndarray, Blob]:
+        """A repeated LEN field as byte ranges, unparsed: (count per message, every value in order)."""
+        return self._all(self._select(num, LEN))
+
     def messages(self, num: int, what: str) -> tuple[np.ndarray, Fields]:
-        counts, blob = self._all(self._select(num, LEN))
+        counts, blob = self.ranges(num)
         return counts, Fields(blob, what)
 
     def attributes(self, num: int) -> Attrs:

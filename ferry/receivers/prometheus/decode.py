@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from google.protobuf.message import DecodeError
 
 from ferry.errors import BadRequest
-from ferry.receivers.otlp._attributes import Blob
+from ferry.receivers.otlp._attributes import Blob, varint
 from ferry.receivers.otlp._logs import Fields
 from ferry.receivers.otlp.decode import Decoded
 from ferry.receivers.prometheus.proto import METRIC_TYPES, RawWriteRequest
@@ -62,6 +62,32 @@ def _pick(values: pa.Array, owner: np.ndarray, mask: np.ndarray, n: int) -> pa.A
     idx = np.full(n, len(values), np.int64)
     idx[owner[mask]] = np.flatnonzero(mask)
     return pa.concat_arrays([values, pa.array([""], pa.string())]).take(pa.array(idx))
+
+
+def _same(value: str, n: int) -> pa.Array:
+    """`n` times the string `value`, without a Python list of n items."""
+    return pa.repeat(pa.scalar(value, pa.string()), n)
+
+
+def _samples(blob: Blob) -> tuple[np.ndarray, np.ndarray]:
+    """Value and timestamp (ms) of each Sample message. Senders write a Sample as `value` (tag 0x09,
+    8 bytes) then `timestamp` (tag 0x10, a varint), each left out when 0; when every sample is so laid
+    out they are read in place, else by the general scanner (any order, repeats, unknown fields)."""
+    u8, start, end = blob.u8, blob.start, blob.end
+    n = len(start)
+    top = len(u8) - 1
+    has_v = (end - start >= 9) & (u8[np.minimum(start, top)] == 0x09)
+    at = start + 9 * has_v
+    has_t = (at < end) & (u8[np.minimum(at, top)] == 0x10)
+    ts, width, ok = varint(u8, at + 1, longest=10)
+    if n and np.all(ok | ~has_t) and np.array_equal(at + has_t * (1 + width), end):
+        value = np.zeros(n, np.float64)
+        pos = start[has_v] + 1
+        if len(pos):
+            value[has_v] = np.ascontiguousarray(u8[pos[:, None] + np.arange(8)]).view("<f8").ravel()
+        return value, np.where(has_t, ts, 0)
+    smp = Fields(blob, "Sample")
+    return smp.fixed(1, "<f8"), smp.varint(2)
 
 
 def _label_errors(owner: np.ndarray, names: pa.Array, values: pa.Array, n: int) -> tuple[np.ndarray, str]:
@@ -114,7 +140,7 @@ def _decode(payload: bytes, tenant: str, now_ns: int) -> Decoded:
     lab_counts, lab = series.messages(1, "Label")
     owner = np.repeat(np.arange(n), lab_counts)
     names, values = lab.string(1), lab.string(2)
-    smp_counts, smp = series.messages(2, "Sample")
+    smp_counts, smp_blob = series.ranges(2)
     ex_counts, ex = series.messages(3, "Exemplar")
     hist_counts, _ = series.messages(4, "Histogram")
 
@@ -139,8 +165,8 @@ def _decode(payload: bytes, tenant: str, now_ns: int) -> Decoded:
     smp_owner = np.repeat(np.arange(n), smp_counts)
     take = good[smp_owner]
     row_series = smp_owner[take]
-    value = smp.fixed(1, "<f8")[take]
-    ts_ms = smp.varint(2)[take]
+    value, ts_ms = _samples(smp_blob)
+    value, ts_ms = value[take], ts_ms[take]
     rows = len(row_series)
 
     # Exemplars: to the last sample row of the same series (same label bytes) in this request.
@@ -164,11 +190,12 @@ def _decode(payload: bytes, tenant: str, now_ns: int) -> Decoded:
         np.minimum.at(first, ex_row[ex_row >= rows] - rows, ex_ts[ex_row >= rows])
         ts_ms = np.concatenate([ts_ms, first])
 
-    exemplar_cols = _exemplar_columns(ex, ex_take, ex_row, total)
+    # Without exemplars the store's defaults (empty lists) are what conform fills in, and cheaper.
+    exemplar_cols = _exemplar_columns(ex, ex_take, ex_row, total) if len(ex_owner) else {}
     sel = pa.array(all_series)
     cols: dict[str, pa.Array] = {
         "ResourceAttributes": _empty_maps(total),
-        "ScopeName": pa.array([SCOPE] * total, pa.string()),
+        "ScopeName": _same(SCOPE, total),
         "ServiceName": job.take(sel),
         "MetricName": metric.take(sel),
         "Attributes": attrs.take(sel),
@@ -177,8 +204,8 @@ def _decode(payload: bytes, tenant: str, now_ns: int) -> Decoded:
         "Value": pa.array(value, pa.float64()),
         "Flags": pa.array(flags, pa.uint32()),
         **exemplar_cols,
-        "Tenant": pa.array([tenant] * total, pa.string()),
-        "Source": pa.array([SOURCE] * total, pa.string()),
+        "Tenant": _same(tenant, total),
+        "Source": _same(SOURCE, total),
         "IngestTime": pa.array(np.full(total, now_ns, np.int64), pa.int64()).cast(TS),
     }
     tables: dict[str, pa.Table] = {}
@@ -258,7 +285,7 @@ def _metadata(meta: Fields, tenant: str, now_ns: int) -> pa.Table:
         "Type": kind,
         "Help": meta.string(4),
         "Unit": meta.string(5),
-        "Tenant": pa.array([tenant] * m, pa.string()),
-        "Source": pa.array([SOURCE] * m, pa.string()),
+        "Tenant": _same(tenant, m),
+        "Source": _same(SOURCE, m),
         "IngestTime": pa.array(np.full(m, now_ns, np.int64), pa.int64()).cast(TS),
     }), PROM_METADATA)
