@@ -5,7 +5,8 @@ posted from THREADS threads; a sample counts once its request is answered 2xx, w
 it is durable on the bus. ferry runs WORKERS ingest processes (`receivers.workers`, sharing the port);
 its store writer runs alongside, as it would. Each of ROUNDS rounds sends later samples of the same
 series to both; prints samples/s of each per round with the CPU its server's processes spent, the
-medians and their ratio ferry/Prometheus.
+medians and their ratio ferry/Prometheus. For ferry it also prints how long until every sample sent
+was in the store: the rate its whole pipeline sustains, not only its receivers.
 
     .venv/bin/python bench/remote_write.py [--series 2000] [--samples 5] [--requests 20] [--threads 4]
                                            [--workers 1] [--rounds 3]
@@ -162,7 +163,18 @@ def main() -> None:
         f = FerryProcess(Path(tmp) / "ferry", config=config).start()
         try:
             assert f.proc is not None
+            def points() -> int:
+                return int(f.get("/api/v1/status")["stored"]["metric_points"])
+
+            before = points()
+            t0 = time.perf_counter()
             results[f"ferry ({a.workers} ingest)"] = run_rounds(f.remote_write_url, rounds, per_request, f.proc.pid)
+            acked = time.perf_counter() - t0
+            sent = a.rounds * a.threads * a.requests * per_request
+            f.wait_for(lambda: points() - before >= sent, timeout=600, interval=0.1)
+            stored = time.perf_counter() - t0
+            print(f"ferry: {sent:,} samples answered within {acked:.2f} s, all in the store after {stored:.2f} s "
+                  f"= {sent / stored:,.0f} samples/s through the whole pipeline")
         finally:
             f.stop()
         port = free_port()

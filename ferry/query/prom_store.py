@@ -273,6 +273,7 @@ def _merge_families(old: list[Family], more: list[Family]) -> list[Family]:
 # Kept with each: its labels' sorted items, the key the engine orders series by.
 _SERIES_LABELS: dict[tuple[object, int], tuple[dict[str, str], tuple[tuple[str, str], ...]]] = {}
 _SERIES_LABELS_MAX = 1_000_000
+_IDS_PER_READ = 8_000  # series ids in one label read: 20 digits each, well under the 256 KiB a statement may be
 
 # scope -> (when checked, whether every part of the gauge table has SeriesId written). A store made
 # before the column existed computes it on read from the maps, slower than grouping by them.
@@ -604,10 +605,14 @@ class PromStore:
         missing = sorted({x for x in ids if (self.scope, x) not in _SERIES_LABELS})
         if missing:
             metrics = ", ".join(sorted({literal(f.metric) for f in fams if f.kind == "rw"}))
-            found = await self.rows(
-                "SELECT toString(SeriesId) AS sid, any(MetricName) AS name, any(Attributes) AS attrs FROM otel_metrics_gauge "
-                f"WHERE {self._where(start_ms, end_ms)} AND ScopeName = {literal(RW_SCOPE)} AND MetricName IN ({metrics}) "
-                f"AND SeriesId IN ({', '.join(map(str, missing))}) GROUP BY SeriesId")
+            found = []
+            # In slices: the store parses at most 256 KiB of SQL (max_query_size), ~12 k ids.
+            for i in range(0, len(missing), _IDS_PER_READ):
+                found += await self.rows(
+                    "SELECT toString(SeriesId) AS sid, any(MetricName) AS name, any(Attributes) AS attrs "
+                    f"FROM otel_metrics_gauge WHERE {self._where(start_ms, end_ms)} AND ScopeName = {literal(RW_SCOPE)} "
+                    f"AND MetricName IN ({metrics}) "
+                    f"AND SeriesId IN ({', '.join(map(str, missing[i:i + _IDS_PER_READ]))}) GROUP BY SeriesId")
             if len(_SERIES_LABELS) + len(found) > _SERIES_LABELS_MAX:
                 _SERIES_LABELS.clear()
             for r in found:

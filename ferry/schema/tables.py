@@ -203,6 +203,17 @@ RAW_LINES = pa.schema(
     ]
 )
 
+# The bus target of REMOTE_WRITE_REQUESTS batches (as "raw_lines" is RAW_LINES').
+REMOTE_WRITE_TARGET = "remote_write"
+# remote_write requests as the receiver took them (snappy block-compressed `prometheus.WriteRequest`s,
+# already checked well-formed), one per row; the metrics parser decodes them into METRICS_GAUGE rows.
+REMOTE_WRITE_REQUESTS = pa.schema(
+    [
+        pa.field("ReceivedAt", TS),
+        pa.field("Request", pa.binary()),
+    ]
+)
+
 @dataclass(frozen=True)
 class Table:
     """One store table as every layer sees it: the catalogue below is the only list of them.

@@ -178,6 +178,55 @@ def test_bad_bodies_are_400_naming_the_problem_and_the_good_part_lands(ferry: Fe
     assert tag not in names("default")  # the good series is team-a's alone
 
 
+def _stored_samples(f: FerryProcess, tag: str) -> int:
+    """Samples of metric `tag` in the last 10 minutes, through ferry's PromQL API."""
+    r = httpx.get(f"{f.api}/prometheus/api/v1/query", params={"query": f"sum(count_over_time({tag}[10m]))"}, timeout=30)
+    result = r.json()["data"]["result"]
+    return int(float(result[0]["value"][1])) if result else 0
+
+
+def _request(tag: str, series: int, *, samples: int = 1, bad: bool = False) -> Any:
+    """`series` series of metric `tag` with unique, incompressible label values; `bad` adds a nameless one."""
+    now = int(time.time() * 1000)
+    req = proto.WriteRequest()
+    for _ in range(series):
+        ts = req.timeseries.add()
+        ts.labels.add(name="__name__", value=tag)
+        ts.labels.add(name="id", value=uuid.uuid4().hex)
+        for k in range(samples):
+            ts.samples.add(value=float(k), timestamp=now - 1000 * (samples - k))
+    if bad:
+        nameless = req.timeseries.add()
+        nameless.labels.add(name="job", value="x")
+        nameless.samples.add(value=1, timestamp=now)
+    return req
+
+
+def test_a_retried_request_lands_once(ferry: FerryProcess) -> None:
+    """Sent again (Prometheus retries after a timeout or a 5xx): stored once, whether the request was taken
+    as it came (decoded by the metrics parser) or decoded by the receiver because a series was refused."""
+    for bad in (False, True):
+        tag = f"retried_{uuid.uuid4().hex[:8]}"
+        req = _request(tag, 300, samples=3, bad=bad)
+        for _ in range(3):
+            assert _post(ferry, req).status_code == (400 if bad else 204)
+        ferry.wait_for(lambda tag=tag: _stored_samples(ferry, tag) >= 900, timeout=30)
+        time.sleep(1.0)  # a duplicate would land right behind the first copy
+        assert _stored_samples(ferry, tag) == 900
+
+
+def test_a_request_too_big_to_carry_whole_lands_whole(ferry: FerryProcess) -> None:
+    """A request over what one bus message takes as it came is decoded by the receiver and its rows split
+    across messages: every sample lands."""
+    from ferry.receivers.prometheus.component import RAW_MAX_BYTES
+
+    tag = f"big_{uuid.uuid4().hex[:8]}"
+    req = _request(tag, 30_000)
+    assert len(cramjam.snappy.compress_raw(req.SerializeToString())) > RAW_MAX_BYTES
+    assert _post(ferry, req).status_code == 204
+    ferry.wait_for(lambda: _stored_samples(ferry, tag) == 30_000, timeout=60)
+
+
 def _read_store(path: str, tag: str) -> dict[str, Any]:
     from ferry.store.chdb_store import ChdbStore
     from ferry.store.sql import literal

@@ -11,7 +11,7 @@ import pytest
 
 from ferry.errors import BadRequest
 from ferry.receivers.prometheus import proto
-from ferry.receivers.prometheus.decode import decode_write
+from ferry.receivers.prometheus.decode import check_write, decode_raw, decode_write, raw_requests
 from ferry.schema.tables import METRICS_GAUGE, PROM_METADATA
 
 STALE = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
@@ -154,3 +154,72 @@ def test_samples_read_alike_however_encoded(odd: bytes) -> None:
     assert t["Value"].to_pylist()[5] == 2.5 and t["TimeUnix"][5].value == 5 * 10**6
     with pytest.raises(BadRequest, match="Sample"):
         decode_write(_write_request([*common, _value(1.0)[:5]]), tenant="t", now_ns=NOW)
+
+
+def _cases() -> list[bytes]:
+    """Requests well-formed and not: every way decode_write can refuse a series, and odd encodings."""
+    out = []
+    good = proto.WriteRequest()
+    ts = good.timeseries.add()
+    ts.labels.add(name="__name__", value="up")
+    ts.labels.add(name="job", value="j")
+    ts.samples.add(value=1, timestamp=1)
+    ts.exemplars.add(value=2, timestamp=1).labels.add(name="trace_id", value="ab")
+    good.metadata.add(type=1, metric_family_name="up", help="h")
+    out.append(good.SerializeToString())
+    for labels in ({"job": "nameless"}, {"__name__": "x", "": "empty"}, {"__name__": ""}):
+        req = proto.WriteRequest()
+        req.CopyFrom(good)
+        bad = req.timeseries.add()
+        for k, v in labels.items():
+            bad.labels.add(name=k, value=v)
+        bad.samples.add(value=3, timestamp=2)
+        out.append(req.SerializeToString())
+    dup = proto.WriteRequest()
+    dup.CopyFrom(good)
+    dup.timeseries[0].labels.add(name="job", value="again")
+    out.append(dup.SerializeToString())
+    native = proto.WriteRequest()
+    native.CopyFrom(good)
+    h = native.timeseries.add()
+    h.labels.add(name="__name__", value="hist")
+    h.histograms.add(count_int=1, timestamp=1)
+    out.append(native.SerializeToString())
+    # a label value that is not UTF-8, as raw bytes on the wire
+    out.append(good.SerializeToString().replace(b"\x0a\x01j", b"\x0a\x01\xff"))
+    return out
+
+
+def test_the_receivers_check_agrees_with_the_decode() -> None:
+    """A request the receiver takes undecoded (check_write passes it) is decoded later by the metrics
+    parser, after the sender got its 204: it must then decode whole, exactly as counted. Whatever the
+    decode would refuse, the check must send back to the receiver's own decode."""
+    for payload in _cases():
+        try:
+            decoded = decode_write(payload, tenant="t", now_ns=1)
+        except BadRequest:
+            with pytest.raises(BadRequest):
+                check_write(payload)
+            continue
+        checked = check_write(payload)
+        if decoded.rejected:
+            assert checked is None
+        else:
+            assert checked == decoded.accepted
+
+
+def test_requests_taken_as_they_came_decode_to_the_same_rows() -> None:
+    """What the metrics parser makes of raw requests is what the receiver would have: stamped with the
+    time each was received, several requests' rows one after another."""
+    import cramjam
+    import pyarrow as pa
+
+    payloads = [p for p in _cases() if check_write(p) is not None]
+    assert payloads
+    raw = pa.concat_tables([raw_requests(bytes(cramjam.snappy.compress_raw(p)), now_ns=10 + i)
+                            for i, p in enumerate(payloads)])
+    got = decode_raw(raw, "t")
+    want = [decode_write(p, tenant="t", now_ns=10 + i) for i, p in enumerate(payloads)]
+    assert got.accepted == sum(w.accepted for w in want) and got.rejected == 0
+    for name in ("otel_metrics_gauge", "prom_metadata"):
+        assert got.tables[name].equals(pa.concat_tables([w.tables[name] for w in want]))

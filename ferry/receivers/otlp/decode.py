@@ -47,7 +47,9 @@ _EXPLAIN = {
 class Decoded:
     """What one export request decoded to, and what it refused."""
 
-    tables: dict[str, pa.Table]  # store table name -> table with exactly that TABLES schema; no empty tables
+    # store table name -> table with exactly that TABLES schema, or a raw target a parser decodes
+    # (remote_write requests); no empty tables
+    tables: dict[str, pa.Table]
     accepted: int  # records (log records / spans / metric data points) decoded
     rejected: int  # records refused
     reasons: dict[str, int]  # bounded reason label -> count

@@ -23,7 +23,7 @@ from ferry.receivers.otlp._attributes import Blob, varint
 from ferry.receivers.otlp._logs import Fields
 from ferry.receivers.otlp.decode import Decoded
 from ferry.receivers.prometheus.proto import METRIC_TYPES, RawWriteRequest
-from ferry.schema.tables import ATTRS, METRICS_GAUGE, PROM_METADATA, TS, conform
+from ferry.schema.tables import ATTRS, METRICS_GAUGE, PROM_METADATA, REMOTE_WRITE_REQUESTS, TS, conform
 
 SOURCE = "prometheus"
 SCOPE = "prometheus.remote_write"
@@ -123,23 +123,89 @@ def _label_errors(owner: np.ndarray, names: pa.Array, values: pa.Array, n: int) 
 def decode_write(payload: bytes, *, tenant: str, now_ns: int) -> Decoded:
     """The rows of one decompressed WriteRequest. BadRequest when it is not a WriteRequest at all."""
     try:
-        return _decode(payload, tenant, now_ns)
+        return _decode(_Scan.of(payload), tenant, now_ns)
     except BadRequest as e:
         raise BadRequest(f"invalid protobuf prometheus.WriteRequest: {e}") from None
 
 
-def _decode(payload: bytes, tenant: str, now_ns: int) -> Decoded:
+def check_write(payload: bytes) -> int | None:
+    """The records (samples, exemplars, metadata) of a decompressed WriteRequest when every series in
+    it would be stored, so it can be made durable as it came and decoded downstream (about a fifth of a
+    decode's CPU); None when some series would be refused, for the receiver to decode it and say which.
+    BadRequest when it is not a WriteRequest at all."""
     try:
-        req = RawWriteRequest.FromString(payload)
-    except DecodeError as e:
-        raise BadRequest(str(e) or "malformed protobuf") from None
-    # One message with thousands of fields is upb's to split; the bulk scanner is for many small messages.
-    series = Fields(Blob.of(list(req.timeseries)), "TimeSeries")
-    meta = Fields(Blob.of(list(req.metadata)), "MetricMetadata")
+        scan = _Scan.of(payload)
+        bad, _ = _label_errors(scan.owner, scan.names, scan.values, scan.series.n)
+        hist_counts, _ = scan.series.ranges(4)
+        if bad.any() or (hist_counts > 0).any():
+            return None
+        samples, _ = scan.series.ranges(2)
+        exemplars, _ = scan.series.ranges(3)
+        return int(samples.sum()) + int(exemplars.sum()) + scan.meta.n
+    except BadRequest as e:
+        raise BadRequest(f"invalid protobuf prometheus.WriteRequest: {e}") from None
+
+
+def raw_requests(body: bytes, now_ns: int) -> pa.Table:
+    """One snappy-compressed request as it came, for the bus: the receiver's part when check_write passed."""
+    return pa.table({"ReceivedAt": pa.array([now_ns], pa.int64()).cast(TS), "Request": pa.array([body], pa.binary())},
+                    schema=REMOTE_WRITE_REQUESTS)
+
+
+def decode_raw(requests: pa.Table, tenant: str) -> Decoded:
+    """The rows of REMOTE_WRITE_REQUESTS (in the metrics parser), each request stamped with the time
+    its receiver took it; the tables of all of them concatenated."""
+    import cramjam
+
+    parts: dict[str, list[pa.Table]] = {}
+    accepted = rejected = 0
+    reasons: dict[str, int] = {}
+    messages = []
+    received = requests.column("ReceivedAt").cast(pa.int64()).to_numpy()
+    for body, now_ns in zip(requests.column("Request").to_pylist(), received.tolist(), strict=True):
+        d = decode_write(bytes(cramjam.snappy.decompress_raw(body)), tenant=tenant, now_ns=now_ns)
+        for name, t in d.tables.items():
+            parts.setdefault(name, []).append(t)
+        accepted += d.accepted
+        rejected += d.rejected
+        for r, k in d.reasons.items():
+            reasons[r] = reasons.get(r, 0) + k
+        if d.message:
+            messages.append(d.message)
+    tables = {name: ts[0] if len(ts) == 1 else pa.concat_tables(ts) for name, ts in parts.items()}
+    return Decoded(tables, accepted, rejected, reasons, "; ".join(messages))
+
+
+@dataclass
+class _Scan:
+    """Where a WriteRequest's series, labels and metadata are: what both the check and the decode read first."""
+
+    series: Fields
+    meta: Fields
+    lab_counts: np.ndarray
+    lab: Fields
+    owner: np.ndarray  # the series of each label
+    names: pa.Array
+    values: pa.Array
+
+    @classmethod
+    def of(cls, payload: bytes) -> _Scan:
+        try:
+            req = RawWriteRequest.FromString(payload)
+        except DecodeError as e:
+            raise BadRequest(str(e) or "malformed protobuf") from None
+        # One message with thousands of fields is upb's to split; the bulk scanner is for many small messages.
+        series = Fields(Blob.of(list(req.timeseries)), "TimeSeries")
+        meta = Fields(Blob.of(list(req.metadata)), "MetricMetadata")
+        lab_counts, lab = series.messages(1, "Label")
+        owner = np.repeat(np.arange(series.n), lab_counts)
+        return cls(series, meta, lab_counts, lab, owner, lab.string(1), lab.string(2))
+
+
+def _decode(scan: _Scan, tenant: str, now_ns: int) -> Decoded:
+    series, meta, lab_counts, lab = scan.series, scan.meta, scan.lab_counts, scan.lab
+    owner, names, values = scan.owner, scan.names, scan.values
     n = series.n
-    lab_counts, lab = series.messages(1, "Label")
-    owner = np.repeat(np.arange(n), lab_counts)
-    names, values = lab.string(1), lab.string(2)
     smp_counts, smp_blob = series.ranges(2)
     ex_counts, ex = series.messages(3, "Exemplar")
     hist_counts, _ = series.messages(4, "Histogram")

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from ferry.bus import codec
 from ferry.pipeline.model import PipelineConfig
-from ferry.schema import TABLES, conform
+from ferry.schema import REMOTE_WRITE_TARGET, TABLES, conform
 from ferry.stages.contract import FetchPolicy, Output
 from ferry.stages.instance import Route, Routed
 from ferry.telemetry import events, metrics
@@ -71,6 +71,9 @@ class ParserStage:
         for b in batches:
             if b.target == "raw_lines":
                 nb = codec.Batch(parsed[b.batch_id], "logs", "otel_logs", b.source, b.tenant, b.batch_id)
+            elif b.target == REMOTE_WRITE_TARGET:
+                out.extend(self._remote_write(b))
+                continue
             elif codec.schema_key(b.payload()) == self._schema_keys.get(b.target):
                 # Already in its table's schema (OTLP receivers decode straight into it), batch id
                 # stamped: passed on as the bus carried it, without decoding a row.
@@ -162,6 +165,20 @@ class ParserStage:
                 out[b.batch_id] = table.slice(offset, b.table.num_rows)
                 offset += b.table.num_rows
         return out
+
+    def _remote_write(self, b: codec.Batch) -> list[Output]:
+        """remote_write requests the receiver made durable undecoded: their rows, to the default output
+        (metric points take no transforms or routes), each table's batch id derived from the request's."""
+        from ferry.receivers.prometheus.decode import decode_raw
+
+        if self.default is None:
+            return []
+        decoded = decode_raw(b.table, b.tenant)
+        for reason, n in decoded.reasons.items():  # the receiver checked them: only a changed ferry refuses here
+            events.refused(self.kind, "metrics", reason, n, detail=decoded.message)
+        metrics.processed.labels(self.group).inc(decoded.accepted)
+        return [Output(self.default, codec.Batch(t, "metrics", name, b.source, b.tenant, f"{b.batch_id}@{name}"))
+                for name, t in sorted(decoded.tables.items()) if t.num_rows]
 
     async def close(self) -> None:
         return None
