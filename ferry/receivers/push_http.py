@@ -11,7 +11,7 @@ import asyncio
 import socket
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import cramjam
 from starlette.applications import Starlette
@@ -24,6 +24,7 @@ from ferry.bus.publish import publish
 from ferry.bus.topics import LOGGING, METRICS
 from ferry.errors import Backpressure, BadRequest, TooLarge
 from ferry.listener import Listener
+from ferry.receivers.http_settings import HttpReceiverConfig
 from ferry.receivers.otlp._publish import refuse_all, request_id
 from ferry.receivers.otlp.decode import Decoded
 from ferry.registry import Context
@@ -32,16 +33,6 @@ from ferry.telemetry import events
 from ferry.tenancy import tenant_of_headers
 
 TOPIC_OF = {"logs": LOGGING, "metrics": METRICS}
-
-
-class HttpSettings(Protocol):
-    enabled: bool
-    port: int
-    max_request_bytes: int
-    read_timeout_s: float
-    max_connections: int
-
-    def listeners(self) -> list[Listener]: ...
 
 
 # (body, request headers, tenant, now in ns) -> what it decoded to; runs in a worker thread.
@@ -99,7 +90,7 @@ async def publish_tables(js: Bus, signal: str, decoded: Decoded, tenant: str, co
         events.refused(component, signal, reason, n, detail=decoded.message)
 
 
-def push_route(path: str, *, ctx: Context, settings: HttpSettings, signal: str, component: str, source: str,
+def push_route(path: str, *, ctx: Context, settings: HttpReceiverConfig, signal: str, component: str, source: str,
                decoder: Decoder, inflight: list[int]) -> Route:
     """A POST route that decodes, publishes, then answers 204 (or the error's status, as text)."""
     cfg, js, monitor = ctx.config, ctx.js, ctx.monitor
@@ -142,7 +133,7 @@ def push_route(path: str, *, ctx: Context, settings: HttpSettings, signal: str, 
 class HttpReceiver:
     """One HTTP listener (uvicorn on ferry's bounded h11 protocol) serving `app`."""
 
-    def __init__(self, settings: HttpSettings, ctx: Context, component: str,
+    def __init__(self, settings: HttpReceiverConfig, ctx: Context, component: str,
                  build_app: Callable[[], Starlette]) -> None:
         self.settings = settings
         self.ctx = ctx

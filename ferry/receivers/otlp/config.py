@@ -8,6 +8,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from ferry.listener import Listener
+from ferry.receivers.http_settings import HttpReceiverConfig
 
 
 class OtlpGrpcConfig(BaseModel):
@@ -24,18 +25,9 @@ class OtlpGrpcConfig(BaseModel):
     idle_timeout_s: float = Field(300.0, gt=0, description="A connection with no call for this long is closed (GOAWAY).")
 
 
-class OtlpHttpConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class OtlpHttpConfig(HttpReceiverConfig):
     enabled: bool = Field(True, description="Serve OTLP over HTTP (/v1/logs, /v1/traces, /v1/metrics).")
     port: int = Field(4318, description="TCP port of OTLP/HTTP on `listen`, shared by every ingest worker.")
-    max_request_bytes: int = Field(16 * 1024**2, gt=0, description="Larger requests get 413 (after decompression too).")
-    read_timeout_s: float = Field(
-        30.0, gt=0, description="A request's header and body must arrive within this, else the connection is closed."
-    )
-    max_connections: int = Field(
-        4096, gt=0, description="Open connections per ingest process; more are closed at once (bounds descriptors)."
-    )
 
 
 class OtlpConfig(BaseModel):
