@@ -59,6 +59,9 @@ class Component:
     role: str  # the process group that runs it (ingest, parser, store)
     stop_order: int  # lower stops first: the data path's order, so nothing is left mid-way
     outputs: tuple[str, ...] = ()  # a receiver's topics (the pipeline graph starts at them)
+    # What it publishes is as it took it off the wire (syslog lines, remote_write requests), for a
+    # parser to decode: a writer cannot store it.
+    raw: bool = False
 
     def config_model(self) -> type[Any]:
         return importlib.import_module(f"{self.package}.config").Config  # type: ignore[no-any-return]
@@ -80,8 +83,9 @@ class Component:
 COMPONENTS: list[Component] = [
     Component("otlp", "receiver", "ferry.receivers.otlp", "receivers.otlp", "ingest", 0,
               ("logging", "tracing", "metrics")),
-    Component("syslog", "receiver", "ferry.receivers.syslog", "receivers.syslog", "ingest", 0, ("syslog",)),
-    Component("prometheus", "receiver", "ferry.receivers.prometheus", "receivers.prometheus", "ingest", 0, ("metrics",)),
+    Component("syslog", "receiver", "ferry.receivers.syslog", "receivers.syslog", "ingest", 0, ("syslog",), raw=True),
+    Component("prometheus", "receiver", "ferry.receivers.prometheus", "receivers.prometheus", "ingest", 0, ("metrics",),
+              raw=True),
     Component("loki", "receiver", "ferry.receivers.loki", "receivers.loki", "ingest", 0, ("logging",)),
     Component("parser", "stage", "ferry.stages.parser", None, "parser", 1),
     Component("router", "stage", "ferry.stages.router", None, "parser", 1),

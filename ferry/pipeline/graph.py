@@ -25,11 +25,14 @@ def problems(cfg: FerryConfig) -> list[Problem]:
     p = cfg.pipeline
     out: list[Problem] = []
     writers: dict[str, list[str]] = {}  # topic -> who writes it
+    raw: dict[str, str] = {}  # topic -> a receiver that writes it undecoded
     readers: dict[str, list[str]] = {}
     for c in registry.COMPONENTS:
         if c.what == "receiver":
             for t in c.outputs:
                 writers.setdefault(t, []).append(f"receivers.{c.kind}")
+                if c.raw:
+                    raw.setdefault(t, c.kind)
                 if t not in p.topics:
                     out.append((("pipeline", "topics"), f"topic {t!r} is written by the {c.kind} receiver but not declared"))
     for name, inst in p.stages.items():
@@ -39,6 +42,9 @@ def problems(cfg: FerryConfig) -> list[Problem]:
             readers.setdefault(t, []).append(name)
             if t not in p.topics:
                 out.append(((*base, "inputs", i), f"unknown topic {t!r}"))
+            elif t in raw and k.role == registry.STORE_ROLE:
+                out.append(((*base, "inputs", i), f"topic {t!r} holds what the {raw[t]} receiver took off the wire, "
+                            "undecoded: a parser must read it, not a writer"))
         for i, t in enumerate(inst.outputs):
             writers.setdefault(t, []).append(name)
             if t not in p.topics:

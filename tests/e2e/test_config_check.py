@@ -28,6 +28,9 @@ pipeline:
       kind: router
       inputs: [orphan]
       outputs: [log_commit]
+    raw_writer:
+      kind: writer
+      inputs: [syslog]
 """
 
 
@@ -56,6 +59,8 @@ def test_every_graph_problem_is_named_with_its_line(tmp_path: Path) -> None:
         "pipeline.topics.orphan (line 8): topic 'orphan' is read by orphan_reader but nothing writes it",
         "pipeline.stages.loop (line 14): cycle: extra (loop) -> extra: records would go round forever",
         "receivers.syslog.tcp_port (line 3): tcp port 8686 is also api.port",
+        "pipeline.stages.raw_writer.inputs[0] (line 24): topic 'syslog' holds what the syslog receiver took off "
+        "the wire, undecoded: a parser must read it, not a writer",
     ]
     for e in expected:
         assert f"  {e}" in lines, (e, r.stderr)
