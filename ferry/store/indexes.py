@@ -32,12 +32,11 @@ def lacking(store: Store, after_s: float) -> dict[str, dict[str, int]]:
     """
     tables = ",".join(map(literal, ddl.DEFERRED_INDEXES))
     rows = store.query_rows(
-        "SELECT table, partition_id, countIf(bare AND modification_time <= now() - {after}) AS parts, "
+        f"SELECT table, partition_id, countIf(bare AND modification_time <= now() - {int(after_s)}) AS parts, "
         "sumIf(rows, bare) AS bare_rows, sumIf(rows, NOT bare) AS indexed_rows FROM ("
         "SELECT table, partition_id, rows, modification_time, level = 0 AND data_version = min_block_number AS bare "
         f"FROM system.parts WHERE active AND database = currentDatabase() AND table IN ({tables})) "
         f"GROUP BY table, partition_id HAVING parts > 0 AND indexed_rows <= {REWRITE_RATIO} * bare_rows"
-        .replace("{after}", str(int(after_s)))
     )
     out: dict[str, dict[str, int]] = defaultdict(dict)
     for r in rows:

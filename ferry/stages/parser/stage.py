@@ -171,8 +171,8 @@ class ParserStage:
         (metric points take no transforms or routes), each table's batch id derived from the request's."""
         from ferry.receivers.prometheus.decode import decode_raw
 
-        if self.default is None:
-            return []
+        # The graph check gives every parser an output; rows must never vanish here without a count.
+        assert self.default is not None, f"parser {self.group} has no output for remote_write rows"
         decoded = decode_raw(b.table, b.tenant)
         for reason, n in decoded.reasons.items():  # the receiver checked them: only a changed ferry refuses here
             events.refused(self.kind, "metrics", reason, n, detail=decoded.message)
